@@ -1,0 +1,24 @@
+"""Keypoint detectors/descriptors. :func:`create_detector` maps a config name to a class."""
+
+from __future__ import annotations
+
+from ..config import DetectorConfig
+from .base import Detector, select_keypoints
+from .opencv import OrbDetector, SiftDetector
+
+DETECTORS: dict[str, type[Detector]] = {
+    "orb": OrbDetector,
+    "sift": SiftDetector,
+}
+
+
+def create_detector(conf: DetectorConfig) -> Detector:
+    """Instantiate the detector named by ``conf.name``."""
+    try:
+        cls = DETECTORS[conf.name]
+    except KeyError:
+        raise ValueError(f"unknown detector {conf.name!r}; available: {sorted(DETECTORS)}")
+    return cls(conf)
+
+
+__all__ = ["Detector", "DETECTORS", "create_detector", "select_keypoints"]

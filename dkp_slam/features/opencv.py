@@ -1,0 +1,81 @@
+"""Classical OpenCV detectors behind the :class:`~dkp_slam.features.base.Detector` interface."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .base import Detector
+
+
+class _OpenCVDetector(Detector):
+    """Shared glue: OpenCV keypoint lists <-> arrays."""
+
+    def _create(self) -> Any:
+        raise NotImplementedError
+
+    def __init__(self, conf):
+        super().__init__(conf)
+        self.cv = self._create()
+
+    def _detect(self, image):
+        kps = self.cv.detect(image, None)
+        pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
+        scores = np.array([k.response for k in kps], dtype=np.float32)
+        return pts, scores, kps
+
+    def _describe(self, image, keypoints, keep, state):
+        selected = [state[i] for i in keep]
+        for k, i in zip(selected, keep):
+            k.class_id = int(i)  # survives compute(), which may drop or reorder keypoints
+        selected, desc = self.cv.compute(image, selected)
+        kept = np.array([k.class_id for k in selected], dtype=np.int64)
+        if desc is None:
+            desc = np.zeros((0, self.descriptor_size), dtype=self._dtype)
+        return keypoints, self._post(desc), kept
+
+    _dtype = np.float32
+
+    def _post(self, desc: np.ndarray) -> np.ndarray:
+        return desc
+
+
+class OrbDetector(_OpenCVDetector):
+    """OpenCV ORB: FAST corners + Harris score over a pyramid, 256-bit rBRIEF descriptors."""
+
+    binary = True
+    _dtype = np.uint8
+
+    def _create(self):
+        c = self.conf
+        return cv2.ORB_create(
+            nfeatures=int(c.max_keypoints * self.oversample), scaleFactor=c.orb.scale_factor,
+            nlevels=c.orb.n_levels, fastThreshold=c.orb.fast_threshold,
+            edgeThreshold=max(31, c.border), patchSize=31,
+        )
+
+    @property
+    def descriptor_size(self) -> int:
+        return 32
+
+
+class SiftDetector(_OpenCVDetector):
+    """OpenCV SIFT with RootSIFT-free plain L2-normalised 128-D float descriptors."""
+
+    def _create(self):
+        c = self.conf
+        return cv2.SIFT_create(
+            nfeatures=int(c.max_keypoints * self.oversample),
+            nOctaveLayers=c.sift.n_octave_layers,
+            contrastThreshold=c.sift.contrast_threshold, edgeThreshold=c.sift.edge_threshold,
+        )
+
+    def _post(self, desc):
+        desc = desc.astype(np.float32)
+        return desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
+
+    @property
+    def descriptor_size(self) -> int:
+        return 128

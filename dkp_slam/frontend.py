@@ -1,0 +1,264 @@
+"""The front-end: image in, tracked keypoints and relative pose out.
+
+``FrontEnd.process(image, stamp) -> FrameResult`` runs detection, mutual-NN matching against
+the reference frame (previous frame or keyframe), RANSAC two-view geometry with model
+selection, track bookkeeping and the keyframe policy. It has no ROS dependency: the ROS node,
+the CLI and the evaluation tools all call it the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .camera import Camera, CameraError
+from .config import FrontEndConfig
+from .features import create_detector
+from .geometry import (UNKNOWN_VARIANCE, TwoViewResult, estimate_relative_pose, find_essential,
+                       find_homography)
+from .image import ImageError, to_gray_uint8
+from .matching import Matcher
+from .tracking import Tracker, TrackedFrame, TrackingStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameResult:
+    """Everything the front-end knows about one frame.
+
+    Attributes:
+        index, stamp: frame counter since construction/reset and the image time (s).
+        status: :class:`TrackingStatus`; ``message`` says why in words.
+        keypoints: (N,2) float32 pixels (distorted, pixel-centre convention).
+        keypoints_normalised: (N,2) undistorted normalised coordinates, or None without
+            intrinsics.
+        scores, descriptors: detector output aligned with ``keypoints``.
+        track_ids, track_ages: persistent track id and frames tracked so far (0 = new).
+        reference_index, reference_stamp: the frame the pose and ``matches`` refer to
+            (-1 / NaN when there is none).
+        matches: (M,2) int64 inlier pairs ``(i_reference, i_current)``.
+        num_matches: mutual-NN matches before geometric verification.
+        num_inliers, inlier_ratio: geometric inliers of the chosen model.
+        model: two-view model used (see :class:`~dkp_slam.geometry.TwoViewResult`).
+        R, t: relative pose ``T_ref_cur`` (pose of the current camera in the reference
+            camera); ``t`` unit-norm, zeros when unobservable (LOW_PARALLAX). Identity/zeros
+            when no pose was estimated (check ``status.tracked``).
+        covariance: 6x6 covariance of ``(t, rotation)`` in ROS order; huge when unknown.
+        parallax_px: median rotation-compensated flow of the inliers.
+        T_world_cam: chained pose of this camera (first frame = identity), translation in
+            units of one reference step (monocular scale unknown).
+        is_keyframe: this frame became the keyframe.
+        timings: milliseconds per stage: detect, match, geometry, track, total.
+    """
+
+    index: int
+    stamp: float
+    status: TrackingStatus
+    message: str
+    keypoints: np.ndarray
+    keypoints_normalised: Optional[np.ndarray]
+    scores: np.ndarray
+    descriptors: np.ndarray
+    track_ids: np.ndarray
+    track_ages: np.ndarray
+    reference_index: int = -1
+    reference_stamp: float = float("nan")
+    matches: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    num_matches: int = 0
+    num_inliers: int = 0
+    inlier_ratio: float = 0.0
+    model: str = "none"
+    R: np.ndarray = field(default_factory=lambda: np.eye(3))
+    t: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    covariance: np.ndarray = field(default_factory=lambda: np.eye(6) * UNKNOWN_VARIANCE)
+    parallax_px: float = float("nan")
+    T_world_cam: np.ndarray = field(default_factory=lambda: np.eye(4))
+    is_keyframe: bool = False
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def T_ref_cur(self) -> np.ndarray:
+        """4x4 relative pose ``[R | t]``."""
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = self.R, self.t
+        return T
+
+
+class FrontEnd:
+    """Stateful monocular front-end.
+
+    Args:
+        config: :class:`FrontEndConfig` (defaults when None).
+        camera: intrinsics; None runs homography-only (no R, t) and says so once in the log.
+    """
+
+    def __init__(self, config: FrontEndConfig | None = None, camera: Camera | None = None):
+        self.config = config or FrontEndConfig()
+        self.config.validate()
+        self.detector = create_detector(self.config.detector)
+        self.matcher = Matcher(self.config.matcher)
+        self.tracker = Tracker(self.config.tracker)
+        self.camera: Optional[Camera] = None
+        self.set_camera(camera)
+        self._index = 0
+
+    # ------------------------------------------------------------------ state
+    def set_camera(self, camera: Camera | None) -> None:
+        """Set or change intrinsics (validated); the tracker restarts when they change."""
+        if camera is not None:
+            camera.validate()
+        elif self.camera is None:
+            log.info("no camera intrinsics: running homography-only (no relative pose)")
+        changed = (camera is None) != (self.camera is None) or (
+            camera is not None and self.camera is not None
+            and camera.to_dict() != self.camera.to_dict())
+        self.camera = camera
+        if changed:
+            self.tracker.reset()
+
+    def reset(self) -> None:
+        """Drop all tracks and references; the next frame initialises."""
+        self.tracker.reset()
+
+    # ------------------------------------------------------------------ main entry
+    def process(self, image: np.ndarray, stamp: float, channel_order: str = "bgr"
+                ) -> FrameResult:
+        """Process one image taken at ``stamp`` seconds.
+
+        Raises:
+            ImageError: the image is unusable (see :func:`dkp_slam.image.to_gray_uint8`) or
+                does not match the camera's size. The tracker state is left untouched.
+        """
+        t_start = time.perf_counter()
+        if not np.isfinite(stamp):
+            raise ImageError(f"timestamp must be finite, got {stamp}")
+        gray = to_gray_uint8(image, channel_order)
+        cam = self.camera
+        if cam is not None and (gray.shape[1], gray.shape[0]) != (cam.width, cam.height):
+            raise ImageError(f"image is {gray.shape[1]}x{gray.shape[0]} but the camera is "
+                             f"{cam.width}x{cam.height}")
+        timings = {}
+        feats = self.detector(gray)
+        t_det = time.perf_counter()
+        timings["detect"] = (t_det - t_start) * 1e3
+
+        kps = feats["keypoints"]
+        undist = cam.undistort_pixels(kps) if cam is not None else kps.astype(np.float64)
+        frame = TrackedFrame(self._index, float(stamp), kps, undist,
+                             self.matcher.prepare(feats["descriptors"]),
+                             np.zeros(0, np.int64), np.zeros(0, np.int32), np.eye(4))
+        self._index += 1
+        result = self._track(frame, feats, timings)
+        if cam is not None:
+            xy = (undist - [cam.cx, cam.cy]) / [cam.fx, cam.fy]
+            result.keypoints_normalised = xy.astype(np.float32)
+        timings["total"] = (time.perf_counter() - t_start) * 1e3
+        return result
+
+    # ------------------------------------------------------------------ internals
+    def _track(self, frame: TrackedFrame, feats: dict, timings: dict) -> FrameResult:
+        tr, gconf = self.tracker, self.config.geometry
+        binary = feats["descriptors"].dtype == np.uint8
+        ref, prev = tr.reference, tr.previous
+        K = self.camera.K if self.camera is not None else None
+
+        def finish(status: TrackingStatus, message: str, geo: TwoViewResult | None = None,
+                   matches: np.ndarray | None = None, num_matches: int = 0) -> FrameResult:
+            res = FrameResult(frame.index, frame.stamp, status, message, frame.keypoints, None,
+                              feats["scores"], feats["descriptors"], frame.track_ids,
+                              frame.track_ages, T_world_cam=frame.T_world_cam,
+                              num_matches=num_matches, timings=timings)
+            if ref is not None:
+                res.reference_index, res.reference_stamp = ref.index, ref.stamp
+            if geo is not None:
+                res.model, res.parallax_px = geo.model, geo.parallax_px
+                res.num_inliers = geo.num_inliers
+                res.inlier_ratio = geo.num_inliers / max(num_matches, 1)
+                res.matches = matches[geo.inliers] if matches is not None else res.matches
+                if status.tracked:
+                    res.R, res.t, res.covariance = geo.R, geo.t, geo.covariance
+            return res
+
+        enough = len(frame.keypoints) >= gconf.min_inliers
+        if ref is None:
+            t0 = time.perf_counter()
+            tr.assign_tracks(frame, np.zeros((0, 2), np.int64))
+            if enough:
+                tr.previous = tr.keyframe = frame
+            timings.update(match=0.0, geometry=0.0,
+                           track=(time.perf_counter() - t0) * 1e3)
+            msg = ("reference frame set" if enough else
+                   f"only {len(frame.keypoints)} keypoints; waiting for a textured frame")
+            res = finish(TrackingStatus.INITIALISING, msg)
+            res.is_keyframe = enough
+            return res
+
+        t0 = time.perf_counter()
+        matches, _ = self.matcher.match(ref.descriptors, frame.descriptors, binary)
+        t1 = time.perf_counter()
+        geo = estimate_relative_pose(ref.undistorted[matches[:, 0]],
+                                     frame.undistorted[matches[:, 1]], K, gconf)
+        t2 = time.perf_counter()
+        timings.update(match=(t1 - t0) * 1e3, geometry=(t2 - t1) * 1e3)
+
+        ok = geo.model != "none" and geo.num_inliers >= gconf.min_inliers
+        # Track ids follow verified matches to the previous frame.
+        if ref is prev:
+            prev_matches = matches[geo.inliers] if ok else np.zeros((0, 2), np.int64)
+        else:
+            prev_matches = self._verified_matches(prev, frame, binary, K)
+        tr.assign_tracks(frame, prev_matches)
+
+        if ok:
+            tr.failures = 0
+            T_rc = np.eye(4)
+            if geo.R is not None:
+                T_rc[:3, :3], T_rc[:3, 3] = geo.R, geo.t
+            frame.T_world_cam = ref.T_world_cam @ T_rc
+            if geo.model == "rotation":
+                status, msg = (TrackingStatus.LOW_PARALLAX,
+                               f"parallax {geo.parallax_px:.2f} px < {gconf.min_parallax_px} px: "
+                               "rotation only, translation unobservable")
+            elif geo.model == "homography_only":
+                status, msg = TrackingStatus.OK, "no intrinsics: homography only"
+            else:
+                status, msg = TrackingStatus.OK, f"{geo.model} model"
+        else:
+            frame.T_world_cam = prev.T_world_cam.copy() if prev is not None else np.eye(4)
+            lost = tr.record_failure()
+            status = TrackingStatus.LOST if lost else TrackingStatus.FEW_MATCHES
+            msg = (f"{geo.num_inliers} inliers of {len(matches)} matches "
+                   f"(< {gconf.min_inliers})" + ("; reinitialising" if lost else ""))
+            if lost:
+                tr.keyframe = None
+                tr.failures = 0
+
+        res = finish(status, msg, geo, matches, len(matches))
+        # Reference bookkeeping and keyframe policy.
+        if enough:
+            if tr.keyframe is None or (status.tracked and tr.keyframe_needed(frame)):
+                tr.keyframe = frame
+                res.is_keyframe = True
+            tr.previous = frame
+        timings["track"] = (time.perf_counter() - t2) * 1e3
+        return res
+
+    def _verified_matches(self, prev: TrackedFrame | None, frame: TrackedFrame, binary: bool,
+                          K: np.ndarray | None) -> np.ndarray:
+        """Matches to the previous frame that pass a RANSAC epipolar (or homography) check."""
+        if prev is None:
+            return np.zeros((0, 2), np.int64)
+        m, _ = self.matcher.match(prev.descriptors, frame.descriptors, binary)
+        p0, p1 = prev.undistorted[m[:, 0]], frame.undistorted[m[:, 1]]
+        gconf = self.config.geometry
+        _, inl = find_essential(p0, p1, K, gconf) if K is not None else find_homography(
+            p0, p1, gconf)
+        return m[inl]
+
+
+__all__ = ["FrontEnd", "FrameResult", "TrackingStatus", "ImageError", "CameraError"]

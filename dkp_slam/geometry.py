@@ -1,0 +1,459 @@
+"""Two-view geometry: RANSAC homography / essential matrix (OpenCV USAC), pose recovery with a
+cheirality check, GRIC model selection, parallax and a pose covariance.
+
+Pose convention: the relative pose returned for a pair (reference 0, current 1) is
+``T_0_1 = [R | t]``, the pose of camera 1 expressed in camera 0 (it maps points from camera-1
+coordinates to camera-0 coordinates), so that ``T_world_1 = T_world_0 @ T_0_1``. Cameras use
+the OpenCV frame (x right, y down, z forward). ``t`` has unit norm: monocular scale is unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+from .config import GeometryConfig
+
+_RANSAC_FLAGS = {
+    "magsac": cv2.USAC_MAGSAC,
+    "usac_default": cv2.USAC_DEFAULT,
+    "ransac": cv2.RANSAC,
+}
+#: Variance used for unobservable directions in covariances (m^2 or rad^2).
+UNKNOWN_VARIANCE = 1e6
+
+
+@dataclass
+class TwoViewResult:
+    """Outcome of :func:`estimate_relative_pose`.
+
+    Attributes:
+        model: ``essential`` (general motion), ``homography`` (planar scene, pose from H),
+            ``rotation`` (parallax too small: rotation only, translation unknown),
+            ``homography_only`` (no intrinsics: H only, no pose) or ``none`` (failed).
+        R, t: relative pose ``T_0_1`` (see module docstring); ``t`` is unit-norm, or zeros
+            when the translation is unobservable. None when no pose could be estimated.
+        inliers: (N,) bool mask over the input correspondences for the chosen model.
+        H, E: the estimated matrices (pixel homography 0->1; essential matrix with
+            ``x1^T E x0 = 0`` in normalised coordinates), None when not estimated.
+        parallax_px: median rotation-compensated flow of the inliers (pixels), NaN if unknown.
+        gric_h, gric_e, gric_rot: GRIC scores (lower is better) of the homography, essential
+            and rotation-only models; NaN if not computed.
+        covariance: 6x6 covariance of ``(t, rotation)`` in the ROS order (x, y, z, rotX, rotY,
+            rotZ), rotations as small angles about the reference frame's axes (rad^2);
+            :data:`UNKNOWN_VARIANCE` on unobservable directions.
+    """
+
+    model: str = "none"
+    R: Optional[np.ndarray] = None
+    t: Optional[np.ndarray] = None
+    inliers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    H: Optional[np.ndarray] = None
+    E: Optional[np.ndarray] = None
+    parallax_px: float = float("nan")
+    gric_h: float = float("nan")
+    gric_e: float = float("nan")
+    gric_rot: float = float("nan")
+    covariance: np.ndarray = field(default_factory=lambda: np.eye(6) * UNKNOWN_VARIANCE)
+
+    @property
+    def num_inliers(self) -> int:
+        return int(self.inliers.sum())
+
+    @property
+    def translation_valid(self) -> bool:
+        return self.t is not None and bool(np.linalg.norm(self.t) > 0.5)
+
+
+# ---------------------------------------------------------------------- robust estimation
+def find_homography(p0: np.ndarray, p1: np.ndarray, conf: GeometryConfig
+                    ) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """RANSAC homography mapping pixels ``p0`` to ``p1``; returns (H or None, inlier mask)."""
+    mask = np.zeros(len(p0), dtype=bool)
+    if len(p0) < 4:
+        return None, mask
+    H, m = cv2.findHomography(p0, p1, _RANSAC_FLAGS[conf.ransac_method], conf.ransac_threshold_px,
+                              maxIters=conf.ransac_max_iters, confidence=conf.ransac_confidence)
+    if H is None or m is None or not np.all(np.isfinite(H)):
+        return None, mask
+    return H / H[2, 2] if abs(H[2, 2]) > 1e-12 else H, m.ravel().astype(bool)
+
+
+def refit_homography(p0: np.ndarray, p1: np.ndarray, subset: np.ndarray, threshold: float
+                     ) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """Least-squares homography on ``subset``, refitted once to its inliers within
+    ``threshold`` pixels (transfer error). Returns (H or None, inlier mask over all points)."""
+    mask = subset.copy()
+    H = None
+    for _ in range(2):
+        if mask.sum() < 4:
+            return None, np.zeros(len(p0), dtype=bool)
+        H, _ = cv2.findHomography(p0[mask], p1[mask], 0)
+        if H is None or not np.all(np.isfinite(H)):
+            return None, np.zeros(len(p0), dtype=bool)
+        mask = np.linalg.norm(transfer_residuals(p0, p1, H), axis=1) < threshold
+    return H, mask
+
+
+def find_essential(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, conf: GeometryConfig
+                   ) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """RANSAC essential matrix from undistorted pixels; returns (E or None, inlier mask)."""
+    mask = np.zeros(len(p0), dtype=bool)
+    if len(p0) < 5:
+        return None, mask
+    E, m = cv2.findEssentialMat(p0, p1, K, method=_RANSAC_FLAGS[conf.ransac_method],
+                                prob=conf.ransac_confidence, threshold=conf.ransac_threshold_px,
+                                maxIters=conf.ransac_max_iters)
+    if E is None or m is None or E.shape != (3, 3) or not np.all(np.isfinite(E)):
+        return None, mask  # OpenCV may stack several solutions when RANSAC is skipped
+    return E, m.ravel().astype(bool)
+
+
+def recover_pose(E: np.ndarray, p0: np.ndarray, p1: np.ndarray, K: np.ndarray,
+                 inliers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decompose E and keep the solution with most inliers in front of both cameras.
+
+    The four ``(R, +-t)`` candidates of ``cv2.decomposeEssentialMat`` are scored by linear
+    (midpoint-free, two-ray least squares) triangulation of the inliers, vectorised in numpy.
+
+    Returns ``(R_0_1, t_0_1, mask)``: the pose of camera 1 in camera 0 (unit ``t``) and the
+    inliers that also pass the cheirality check.
+    """
+    R1, R2, t = cv2.decomposeEssentialMat(E)
+    t = t.ravel()
+    idx = np.flatnonzero(inliers)
+    x0 = to_normalised(p0[idx], K)
+    x1 = to_normalised(p1[idx], K)
+    best, best_front, best_mask = None, -1, None
+    for R10 in (R1, R2):
+        a = x0 @ R10.T  # rays of camera 0, rotated into camera-1 coordinates
+        for t10 in (t, -t):
+            d0, d1 = _two_ray_depths(a, x1, t10)
+            front = (d0 > 0) & (d1 > 0)
+            n_front = int(front.sum())
+            if n_front > best_front:
+                best, best_front, best_mask = (R10, t10), n_front, front
+    mask = np.zeros(len(p0), dtype=bool)
+    mask[idx[best_mask]] = True
+    R01, t01 = invert_pose(best[0], best[1])
+    return R01, unit(t01), mask
+
+
+def _two_ray_depths(a: np.ndarray, b: np.ndarray, t: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row depths ``(s, u)`` minimising ``|s a + t - u b|``.
+
+    With ``a = R_10 x0`` and ``b = x1`` (normalised rays, z = 1) a point ``s x0`` in camera 0
+    lands at ``u x1`` in camera 1, so ``s`` and ``u`` are its depths in the two cameras."""
+    aa = np.einsum("ij,ij->i", a, a)
+    bb = np.einsum("ij,ij->i", b, b)
+    ab = np.einsum("ij,ij->i", a, b)
+    at = a @ t
+    bt = b @ t
+    den = aa * bb - ab * ab
+    den = np.where(np.abs(den) < 1e-12, 1e-12, den)
+    s = (ab * bt - bb * at) / den
+    u = (aa * bt - ab * at) / den
+    return s, u
+
+
+# ---------------------------------------------------------------------- small helpers
+def invert_pose(R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of the rigid transform ``x -> R x + t``."""
+    return R.T, -R.T @ t
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v)
+    return v / n if n > 0 else v
+
+
+def skew(v: np.ndarray) -> np.ndarray:
+    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+
+
+def so3_exp(w: np.ndarray) -> np.ndarray:
+    return cv2.Rodrigues(np.asarray(w, dtype=np.float64).reshape(3, 1))[0]
+
+
+def rotation_angle_deg(R: np.ndarray) -> float:
+    """Angle of a rotation matrix in degrees."""
+    c = (np.trace(R) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+def angle_between_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two vectors in degrees (NaN if either is zero)."""
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return float("nan")
+    return float(np.degrees(np.arccos(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))))
+
+
+def nearest_rotation(M: np.ndarray) -> np.ndarray:
+    """Closest rotation matrix (Frobenius) to ``M`` up to scale."""
+    U, _, Vt = np.linalg.svd(M)
+    R = U @ Vt
+    return R * np.sign(np.linalg.det(R))
+
+
+def to_normalised(p: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Pixels (N,2) -> homogeneous normalised coordinates (N,3)."""
+    ph = np.hstack([p, np.ones((len(p), 1))])
+    return ph @ np.linalg.inv(K).T
+
+
+# ---------------------------------------------------------------------- errors and GRIC
+def sampson_residuals(x0: np.ndarray, x1: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """Signed Sampson distances of normalised correspondences (N,3) to ``x1^T E x0 = 0``."""
+    Ex0 = x0 @ E.T
+    Etx1 = x1 @ E
+    num = np.sum(x1 * Ex0, axis=1)
+    den = np.sqrt(Ex0[:, 0] ** 2 + Ex0[:, 1] ** 2 + Etx1[:, 0] ** 2 + Etx1[:, 1] ** 2)
+    return num / np.maximum(den, 1e-15)
+
+
+def _apply_h(H: np.ndarray, p: np.ndarray) -> np.ndarray:
+    q = np.hstack([p, np.ones((len(p), 1))]) @ H.T
+    return q[:, :2] / q[:, 2:3]
+
+
+def transfer_residuals(p0: np.ndarray, p1: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """Per-point transfer error vectors ``p1 - H p0`` (N,2) in pixels."""
+    return p1 - _apply_h(H, p0)
+
+
+def gric(sq_residuals: np.ndarray, sigma: float, d: int, k: int, r: int = 4) -> float:
+    """Torr's Geometric Robust Information Criterion (lower is better).
+
+    ``GRIC = sum rho(e^2 / sigma^2) + lambda1 d n + lambda2 k`` with
+    ``rho(x) = min(x, lambda3 (r - d))``, ``lambda1 = log r``, ``lambda2 = log(r n)``,
+    ``lambda3 = 2``; r = 4 for two-view point pairs, d = 2 (H) or 3 (E/F), k = 8 (H) or 5 (E).
+    """
+    n = len(sq_residuals)
+    rho = np.minimum(sq_residuals / sigma**2, 2.0 * (r - d))
+    return float(rho.sum() + np.log(r) * d * n + np.log(r * n) * k)
+
+
+def refine_rotation(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, R01: np.ndarray,
+                    sq_res: np.ndarray, inlier_sq: float, iterations: int = 2
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Refine a rotation-only model (``x1 ~ R_10 x0``) by Kabsch/Wahba alignment of the unit
+    bearing vectors of its inliers (transfer error below ``sqrt(inlier_sq)`` px).
+
+    Returns the refined ``R_0_1`` and the squared transfer errors (px^2) of all points.
+    """
+    Kinv = np.linalg.inv(K)
+    b0 = to_normalised(p0, K)
+    b1 = to_normalised(p1, K)
+    b0 /= np.linalg.norm(b0, axis=1, keepdims=True)
+    b1 /= np.linalg.norm(b1, axis=1, keepdims=True)
+    for _ in range(iterations):
+        inl = sq_res < inlier_sq
+        if inl.sum() < 3:
+            break
+        U, _, Vt = np.linalg.svd(b1[inl].T @ b0[inl])  # R_10 = argmin sum |b1 - R b0|^2
+        D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+        R10 = U @ D @ Vt
+        sq_new = np.sum(transfer_residuals(p0, p1, K @ R10 @ Kinv) ** 2, axis=1)
+        if np.median(sq_new) > np.median(sq_res):
+            break
+        R01, sq_res = R10.T, sq_new
+    return R01, sq_res
+
+
+def rotation_compensated_parallax(p0: np.ndarray, p1: np.ndarray, R01: np.ndarray,
+                                  K: np.ndarray) -> float:
+    """Median pixel distance between ``p1`` and ``p0`` moved by the rotation alone.
+
+    With the translation-free homography ``H_inf = K R_10 K^-1`` this is the flow caused by
+    translation only: near zero for a static camera or a pure rotation.
+    """
+    if len(p0) == 0:
+        return float("nan")
+    H_inf = K @ R01.T @ np.linalg.inv(K)
+    return float(np.median(np.linalg.norm(transfer_residuals(p0, p1, H_inf), axis=1)))
+
+
+# ---------------------------------------------------------------------- covariance
+def _numeric_covariance(residual_fn: Callable[[np.ndarray], np.ndarray], n_params: int,
+                        eps: float = 1e-6) -> np.ndarray:
+    """Gauss-Newton covariance ``s^2 (J^T J)^-1`` from forward differences at zero."""
+    r0 = residual_fn(np.zeros(n_params))
+    J = np.empty((len(r0), n_params))
+    for i in range(n_params):
+        d = np.zeros(n_params)
+        d[i] = eps
+        J[:, i] = (residual_fn(d) - r0) / eps
+    dof = max(len(r0) - n_params, 1)
+    s2 = float(r0 @ r0) / dof
+    try:
+        return s2 * np.linalg.inv(J.T @ J)
+    except np.linalg.LinAlgError:
+        return np.eye(n_params) * UNKNOWN_VARIANCE
+
+
+def pose_covariance(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.ndarray,
+                    focal: float, translation_valid: bool) -> np.ndarray:
+    """6x6 covariance of ``T_0_1`` from the epipolar residuals of the inliers.
+
+    Parameters are a small rotation ``w`` (``R = exp(w) R01``) and, when the translation is
+    observable, a 2-D step on the unit sphere of ``t``. Residuals are Sampson distances in
+    pixels (normalised distance x focal); the scale along ``t`` stays unknown, so that
+    direction gets :data:`UNKNOWN_VARIANCE`.
+    """
+    cov = np.eye(6) * UNKNOWN_VARIANCE
+    if len(x0) < 6:
+        return cov
+    if translation_valid:
+        # Orthonormal basis of the tangent plane of the unit sphere at t.
+        B = np.linalg.svd(t01.reshape(1, 3))[2][1:].T  # 3x2
+
+        def residuals(p: np.ndarray) -> np.ndarray:
+            R = so3_exp(p[:3]) @ R01
+            t = unit(t01 + B @ p[3:])
+            R10, t10 = invert_pose(R, t)
+            return sampson_residuals(x0, x1, skew(t10) @ R10) * focal
+
+        c = _numeric_covariance(residuals, 5) * (1.0 / focal**2)  # back to rad^2
+        cov[3:, 3:] = c[:3, :3]
+        cov[:3, :3] = B @ c[3:, 3:] @ B.T + np.outer(t01, t01) * UNKNOWN_VARIANCE
+        cov[:3, 3:] = B @ c[3:, :3]
+        cov[3:, :3] = cov[:3, 3:].T
+    else:
+        K1 = np.eye(3)
+
+        def residuals(p: np.ndarray) -> np.ndarray:
+            R10 = (so3_exp(p) @ R01).T
+            return transfer_residuals(x0[:, :2], x1[:, :2], K1 @ R10).ravel() * focal
+
+        cov[3:, 3:] = _numeric_covariance(residuals, 3) * (1.0 / focal**2)
+    return cov
+
+
+# ---------------------------------------------------------------------- the estimator
+def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarray],
+                           conf: GeometryConfig) -> TwoViewResult:
+    """Relative pose between two views from matched, undistorted pixel coordinates.
+
+    Steps: RANSAC homography and (with intrinsics) essential matrix; Torr's GRIC over all
+    correspondences picks among three models: rotation only (d=2, k=3: static camera, pure
+    rotation or parallax too small to observe a translation), homography (d=2, k=8: planar
+    scene) and essential matrix (d=3, k=5: general motion). ``conf.model_selection`` can force
+    H or E; a median rotation-compensated parallax below ``conf.min_parallax_px`` always means
+    rotation only, whose result has ``t = 0``. A planar scene with enough parallax gets its pose from the decomposition
+    of H that passes the cheirality check, ambiguity resolved towards the 5-point solution.
+
+    Args:
+        p0, p1: (N,2) matched undistorted pixel coordinates in the reference / current view.
+        K: 3x3 intrinsics, or None (then only a homography is estimated).
+        conf: geometry options.
+    """
+    p0 = np.ascontiguousarray(p0, dtype=np.float64).reshape(-1, 2)
+    p1 = np.ascontiguousarray(p1, dtype=np.float64).reshape(-1, 2)
+    n = len(p0)
+    res = TwoViewResult(inliers=np.zeros(n, dtype=bool))
+    if n < conf.min_inliers:
+        return res
+    if K is None:
+        H, inl_h = find_homography(p0, p1, conf)
+        res.H = H
+        if H is not None:
+            res.model, res.inliers = "homography_only", inl_h
+        return res
+
+    E, inl_e = (None, np.zeros(n, dtype=bool))
+    if conf.model_selection != "homography":
+        E, inl_e = find_essential(p0, p1, K, conf)
+    H, inl_h = find_homography(p0, p1, conf)
+    res.E, res.H = E, H
+    focal = 0.5 * (K[0, 0] + K[1, 1])
+    x0, x1 = to_normalised(p0, K), to_normalised(p1, K)
+    sigma = conf.pixel_sigma
+
+    R_e = t_e = None
+    if E is not None:
+        R_e, t_e, inl_e = recover_pose(E, p0, p1, K, inl_e)
+
+    # Rotation-only model (k = 3): the better of the 5-point rotation and the rotation nearest
+    # to H, scored on all correspondences with the translation-free homography.
+    R_rot, sq_rot = None, None
+    for R in (R_e, nearest_rotation(np.linalg.inv(K) @ H @ K).T if H is not None else None):
+        if R is None:
+            continue
+        sq = np.sum(transfer_residuals(p0, p1, K @ R.T @ np.linalg.inv(K)) ** 2, axis=1)
+        if sq_rot is None or np.median(sq) < np.median(sq_rot):
+            R_rot, sq_rot = R, sq
+    if R_rot is None:
+        return res
+    R_rot, sq_rot = refine_rotation(p0, p1, K, R_rot, sq_rot, (2.0 * conf.ransac_threshold_px) ** 2)
+    # GRIC is evaluated on the matches that at least one model explains: gross outliers would
+    # otherwise favour the model with the smaller robust cap (E) in proportion to their number.
+    inl_rot = sq_rot < (2.0 * conf.ransac_threshold_px) ** 2
+    support = inl_rot | inl_h | inl_e
+    res.gric_rot = gric(sq_rot[support], sigma, 2, 3)
+    if H is not None:
+        sq_h = np.sum(transfer_residuals(p0[support], p1[support], H) ** 2, axis=1)
+        res.gric_h = gric(sq_h, sigma, 2, 8)
+    if E is not None:
+        res.gric_e = gric((sampson_residuals(x0[support], x1[support], E) * focal) ** 2,
+                          sigma, 3, 5)
+
+    candidates = {"rotation": res.gric_rot}
+    if H is not None and conf.model_selection in ("gric", "homography"):
+        candidates["homography"] = res.gric_h
+    if R_e is not None and conf.model_selection in ("gric", "essential"):
+        candidates["essential"] = res.gric_e
+    if conf.model_selection != "gric" and len(candidates) > 1:
+        candidates.pop("rotation")  # a forced model still falls back to rotation-only below
+    model = min(candidates, key=candidates.get)
+    inliers = {"rotation": inl_rot,
+               "homography": inl_h, "essential": inl_e}[model]
+    if inliers.sum() < conf.min_inliers:
+        res.inliers = inliers
+        return res
+    if model == "homography":
+        # The flow H adds to the rotation alone: its translation part, free of keypoint noise.
+        parallax = rotation_compensated_parallax(p0[inliers], _apply_h(H, p0[inliers]), R_rot, K)
+    else:
+        parallax = rotation_compensated_parallax(p0[inliers], p1[inliers], R_rot, K)
+    res.parallax_px, res.inliers = parallax, inliers
+    if model == "rotation" or parallax < conf.min_parallax_px:
+        res.model, res.R, res.t = "rotation", R_rot, np.zeros(3)
+    elif model == "homography":
+        R, t = _pose_from_homography(H, K, p0[inliers], p1[inliers], R_e, t_e)
+        if R is None:
+            return res
+        res.model, res.R, res.t = "homography", R, t
+    else:
+        res.model, res.R, res.t = "essential", R_e, t_e
+    res.covariance = pose_covariance(x0[inliers], x1[inliers], res.R, res.t, focal,
+                                     res.translation_valid)
+    return res
+
+
+def _pose_from_homography(H, K, p0, p1, R_ref, t_ref):
+    """Pose ``T_0_1`` from a plane-induced homography; picks the physically valid solution
+    closest to ``(R_ref, t_ref)`` (the 5-point estimate) when two remain."""
+    n_sol, Rs, ts, normals = cv2.decomposeHomographyMat(H, K)
+    cand = list(range(n_sol))
+    try:
+        valid = cv2.filterHomographyDecompByVisibleRefpoints(
+            Rs, normals, p0.reshape(-1, 1, 2), p1.reshape(-1, 1, 2))
+        if valid is not None and len(valid):
+            cand = [int(i) for i in np.asarray(valid).ravel()]
+    except cv2.error:
+        pass
+    best, best_cost = None, np.inf
+    for i in cand:
+        R01, t01 = invert_pose(Rs[i], ts[i].ravel())
+        t01 = unit(t01)
+        cost = 0.0
+        if R_ref is not None:
+            cost = rotation_angle_deg(R01.T @ R_ref) + angle_between_deg(t01, t_ref)
+        if cost < best_cost:
+            best, best_cost = (R01, t01), cost
+    return best if best is not None else (None, None)

@@ -1,0 +1,108 @@
+"""Track bookkeeping, keyframe policy and the per-frame tracking status.
+
+The tracker is told, for each frame, which of its keypoints matched which keypoints of the
+previous frame (geometrically verified). It assigns persistent track ids (a keypoint matched to
+a tracked keypoint inherits its id, every other keypoint starts a new track, so keypoints are
+replenished as tracks die: each frame is detected afresh up to the keypoint budget), ages
+(frames tracked so far) and decides keyframes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Optional
+
+import numpy as np
+
+from .config import TrackerConfig
+
+
+class TrackingStatus(str, Enum):
+    """Explicit per-frame state, published as is."""
+
+    INITIALISING = "INITIALISING"  #: no reference frame yet (first frame, after reset/loss)
+    OK = "OK"  #: pose estimated with an observable translation direction
+    LOW_PARALLAX = "LOW_PARALLAX"  #: rotation only: too little parallax for a translation
+    FEW_MATCHES = "FEW_MATCHES"  #: too few geometric inliers this frame; pose not estimated
+    LOST = "LOST"  #: ``lost_after`` failures in a row; the tracker reinitialised
+
+    @property
+    def tracked(self) -> bool:
+        """True when the frame has a pose relative to its reference."""
+        return self in (TrackingStatus.OK, TrackingStatus.LOW_PARALLAX)
+
+
+@dataclass
+class TrackedFrame:
+    """What the tracker keeps of a frame that may serve as a reference later."""
+
+    index: int
+    stamp: float
+    keypoints: np.ndarray  # (N,2) distorted pixels
+    undistorted: np.ndarray  # (N,2) undistorted pixels (== keypoints without intrinsics)
+    descriptors: object  # matcher-prepared tensor
+    track_ids: np.ndarray  # (N,) int64
+    track_ages: np.ndarray  # (N,) int32
+    T_world_cam: np.ndarray  # 4x4, chained, up to scale
+
+
+class Tracker:
+    """Track ids, keyframes and the failure counter behind the LOST status."""
+
+    def __init__(self, conf: TrackerConfig | None = None):
+        self.conf = conf or TrackerConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything; the next frame initialises."""
+        self.previous: Optional[TrackedFrame] = None
+        self.keyframe: Optional[TrackedFrame] = None
+        self.failures = 0
+        self._next_id = 0
+
+    @property
+    def reference(self) -> Optional[TrackedFrame]:
+        """The frame the next pose is estimated against."""
+        return self.keyframe if self.conf.reference == "keyframe" else self.previous
+
+    def new_ids(self, n: int) -> np.ndarray:
+        ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        self._next_id += n
+        return ids
+
+    def assign_tracks(self, frame: TrackedFrame, prev_matches: np.ndarray) -> None:
+        """Fill ``frame.track_ids/track_ages`` from verified matches ``(i_prev, i_cur)`` to the
+        previous frame; unmatched keypoints start new tracks."""
+        n = len(frame.keypoints)
+        ids = np.full(n, -1, dtype=np.int64)
+        ages = np.zeros(n, dtype=np.int32)
+        if self.previous is not None and len(prev_matches):
+            ids[prev_matches[:, 1]] = self.previous.track_ids[prev_matches[:, 0]]
+            ages[prev_matches[:, 1]] = self.previous.track_ages[prev_matches[:, 0]] + 1
+        fresh = ids < 0
+        ids[fresh] = self.new_ids(int(fresh.sum()))
+        frame.track_ids, frame.track_ages = ids, ages
+
+    def keyframe_needed(self, frame: TrackedFrame) -> bool:
+        """Keyframe policy: parallax, track survival or time since the keyframe."""
+        kf = self.keyframe
+        if kf is None:
+            return True
+        c = self.conf
+        common, i_kf, i_cur = np.intersect1d(kf.track_ids, frame.track_ids, assume_unique=True,
+                                             return_indices=True)
+        survival = len(common) / max(len(kf.track_ids), 1)
+        if survival < c.keyframe_min_track_ratio:
+            return True
+        if len(common):
+            flow = np.linalg.norm(frame.keypoints[i_cur] - kf.keypoints[i_kf], axis=1)
+            if np.median(flow) > c.keyframe_parallax_px:
+                return True
+        return c.keyframe_max_interval_s > 0 and (
+            frame.stamp - kf.stamp >= c.keyframe_max_interval_s)
+
+    def record_failure(self) -> bool:
+        """Count a failed frame; True when it makes the tracker LOST."""
+        self.failures += 1
+        return self.failures >= self.conf.lost_after

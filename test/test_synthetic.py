@@ -1,0 +1,277 @@
+"""Tests of the synthetic corridor generator (dkp_slam.synthetic)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from dkp_slam import synthetic as syn
+from dkp_slam.camera import Camera
+from dkp_slam.sequence import Sequence
+from dkp_slam.synthetic import (
+    Plane,
+    Scene,
+    SyntheticConfig,
+    build_scene,
+    make_synthetic_sequence,
+    render_depth,
+    render_frame,
+)
+
+
+@pytest.fixture(scope="module")
+def seq() -> Sequence:
+    return make_synthetic_sequence(seed=0)
+
+
+@pytest.fixture(scope="module")
+def clean_seq() -> Sequence:
+    """Noise-free variant of the default sequence (same scene and poses)."""
+    return make_synthetic_sequence(seed=0, noise_std=0.0)
+
+
+def _rel(T_i: np.ndarray, T_j: np.ndarray) -> np.ndarray:
+    """T_cj_ci: maps camera-i coordinates into camera j."""
+    return np.linalg.inv(T_j) @ T_i
+
+
+def _rot_angle_deg(R: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
+
+
+def _backproject(depth: np.ndarray, cam: Camera, step: int = 1):
+    v, u = np.mgrid[0:cam.height:step, 0:cam.width:step]
+    z = depth[v, u]
+    xyz = np.stack([(u - cam.cx) / cam.fx * z, (v - cam.cy) / cam.fy * z, z], -1)
+    return u.ravel(), v.ravel(), xyz.reshape(-1, 3)
+
+
+# ----------------------------------------------------------------------------- API / contract
+def test_sequence_contract(seq: Sequence) -> None:
+    assert len(seq) == 120
+    assert seq.name == "synthetic_corridor_s0"
+    np.testing.assert_allclose(seq.stamps, np.arange(120) / 20.0)
+    cam = seq.camera
+    assert (cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy) == (640, 480, 500, 500,
+                                                                        319.5, 239.5)
+    assert not cam.has_distortion
+    assert seq.gt_poses.shape == (120, 4, 4)
+    assert seq.meta["config"]["seed"] == 0 and seq.meta["config"]["motion"] == "forward"
+    img = seq.load_image(5)
+    assert img.dtype == np.uint8 and img.shape == (480, 640)
+    assert 40 < img.mean() < 220 and img.std() > 25  # textured, not blank
+    sub = seq.subset(10, 20, 2)
+    np.testing.assert_array_equal(sub.load_image(1), seq.load_image(12))
+    with pytest.raises(IndexError):
+        seq.load_image(120)
+    assert make_synthetic_sequence(seed=2, motion="rotation", n_frames=3).name == \
+        "synthetic_corridor_rotation_s2"
+    with pytest.raises(ValueError):
+        make_synthetic_sequence(motion="sideways", n_frames=2)
+
+
+def test_default_trajectory(seq: Sequence) -> None:
+    P = seq.gt_poses
+    R = P[:, :3, :3]
+    np.testing.assert_allclose(R @ R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), R.shape),
+                               atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(P[:, 3], np.broadcast_to([0, 0, 0, 1.0], (120, 4)))
+    step = np.linalg.norm(np.diff(P[:, :3, 3], axis=0), axis=1)
+    assert np.all((step > 0.05) & (step < 0.1))  # 0.05-0.1 m per frame
+    np.testing.assert_allclose(np.diff(P[:, 2, 3]), 0.075)  # forward along +z
+    angles = [_rot_angle_deg(r) for r in R]
+    assert 1.0 < max(angles) < 6.0  # a few degrees of oscillation
+    # smooth: per-frame rotation small
+    assert max(_rot_angle_deg(_rel(P[i], P[i + 1])[:3, :3]) for i in range(119)) < 0.5
+
+
+def test_motion_modes() -> None:
+    static = make_synthetic_sequence(motion="static", n_frames=6, noise_std=0.0)
+    np.testing.assert_array_equal(static.gt_poses, np.broadcast_to(np.eye(4), (6, 4, 4)))
+    np.testing.assert_array_equal(static.load_image(0), static.load_image(5))
+    rot = make_synthetic_sequence(motion="rotation", n_frames=60)
+    np.testing.assert_array_equal(rot.gt_poses[:, :3, 3], 0.0)  # fixed camera centre
+    assert max(_rot_angle_deg(T[:3, :3]) for T in rot.gt_poses) > 4.0
+    # pure rotation: frame 40 is frame 0 mapped by the infinite homography K R K^-1
+    cam = rot.camera
+    K = cam.K
+    Rji = _rel(rot.gt_poses[0], rot.gt_poses[40])[:3, :3]
+    Hji = K @ Rji @ np.linalg.inv(K)
+    img0, img40 = rot.load_image(0).astype(np.float32), rot.load_image(40).astype(np.float32)
+    warped = cv2.warpPerspective(img0, Hji, (cam.width, cam.height), flags=cv2.INTER_LINEAR,
+                                 borderValue=-1)
+    ok = warped >= 0
+    assert ok.mean() > 0.7
+    assert np.median(np.abs(warped - img40)[ok]) < 4.0
+
+
+def test_determinism() -> None:
+    a = make_synthetic_sequence(seed=3, n_frames=4)
+    syn._build_scene_cached.cache_clear()  # rebuild the scene from scratch
+    b = make_synthetic_sequence(seed=3, n_frames=4)
+    c = make_synthetic_sequence(seed=4, n_frames=4)
+    np.testing.assert_array_equal(a.gt_poses, b.gt_poses)
+    np.testing.assert_array_equal(a.load_image(3), b.load_image(3))
+    assert not np.array_equal(a.gt_poses, c.gt_poses)
+    assert np.abs(a.load_image(3).astype(int) - c.load_image(3)).mean() > 10
+    t1 = syn.make_texture(64, 48, np.random.default_rng(9))
+    t2 = syn.make_texture(64, 48, np.random.default_rng(9))
+    np.testing.assert_array_equal(t1, t2)
+
+
+def test_image_options(clean_seq: Sequence) -> None:
+    base = clean_seq.load_image(7).astype(np.float32)
+    noisy = make_synthetic_sequence(seed=0, noise_std=4.0).load_image(7).astype(np.float32)
+    d = noisy - base
+    assert 3.5 < d.std() < 4.5 and abs(d.mean()) < 0.2
+    exp = make_synthetic_sequence(seed=0, noise_std=0.0, exposure_change=0.3)
+    coefs = []
+    for i in (7, 8):
+        clean, e = clean_seq.load_image(i).astype(np.float32), exp.load_image(i).astype(np.float32)
+        assert np.abs(e - clean).mean() > 2.0
+        # a global gain/offset: the exposed frame is an affine function of the clean one
+        inner = (clean > 40) & (clean < 180)
+        A = np.stack([clean[inner], np.ones(inner.sum())], 1)
+        coef, *_ = np.linalg.lstsq(A, e[inner], rcond=None)
+        assert np.abs(A @ coef - e[inner]).max() <= 1.0
+        coefs.append(coef)
+    assert not np.allclose(coefs[0], coefs[1], atol=0.01)  # changes from frame to frame
+    blur = make_synthetic_sequence(seed=0, noise_std=0.0, blur_sigma=1.5).load_image(7)
+    grad = lambda im: np.abs(np.diff(im.astype(np.float32), axis=1)).mean()  # noqa: E731
+    assert grad(blur) < 0.7 * grad(base)
+
+
+# ----------------------------------------------------------------------------- geometry
+def test_pixel_centre_convention() -> None:
+    """A white square's centroid lands exactly where Camera.project puts its centre."""
+    tex = np.zeros((800, 800), np.uint8)
+    tex[396:404, 396:404] = 255  # 8x8 texels around the centre (4 m plane, 200 px/m)
+    plane = Plane("target", (-2.37, -2.21, 2.0), (1, 0, 0), (0, 1, 0), (4.0, 4.0), tex)
+    scene = Scene([plane])
+    T = np.eye(4)
+    T[:3, 3] = (0.05, -0.02, -0.3)
+    centre_world = plane.origin + 2.0 * plane.axis_u + 2.0 * plane.axis_v
+    cam = Camera(320, 240, 400.0, 410.0, 159.5, 119.5)
+    expected = cam.project((np.linalg.inv(T) @ np.append(centre_world, 1.0))[:3])[0]
+    for ss in (1, 2, 3):
+        img = render_frame(scene, T, cam, supersample=ss).astype(np.float64)
+        v, u = np.mgrid[0:cam.height, 0:cam.width]
+        got = np.array([(img * u).sum(), (img * v).sum()]) / img.sum()
+        np.testing.assert_allclose(got, expected, atol=0.03)
+    depth = render_depth(scene, T, cam)
+    np.testing.assert_allclose(depth, 2.3, rtol=1e-6)  # fronto-parallel, covers the image
+
+
+def test_plane_partly_behind_camera() -> None:
+    """A floor extending behind the camera is drawn only where rays hit it in front."""
+    tex = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
+    floor = Plane("floor", (-10, 1.0, -10), (1, 0, 0), (0, 0, 1), (20.0, 20.0), tex)
+    cam = Camera(160, 120, 100.0, 100.0, 79.5, 59.5)
+    depth = render_depth(Scene([floor]), np.eye(4), cam)
+    v, u = np.mgrid[0:cam.height, 0:cam.width].astype(np.float64)
+    yn, xn = (v - cam.cy) / cam.fy, (u - cam.cx) / cam.fx
+    with np.errstate(divide="ignore"):
+        z = np.where(yn > 0, 1.0 / yn, np.inf)
+    inside = (z < 9.9) & (np.abs(xn * z) < 9.9)
+    outside = (yn <= 0) | (z > 10.1) | (np.abs(xn * z) > 10.1)
+    assert inside.sum() > 1000 and outside.sum() > 1000
+    np.testing.assert_allclose(depth[inside], z[inside], rtol=1e-5)
+    assert np.all(np.isinf(depth[outside]))
+    img = render_frame(Scene([floor]), np.eye(4), cam)
+    assert np.all(img[: int(cam.cy) - 1] == syn.BACKGROUND)  # sky stays background
+
+
+def test_depth_on_planes_and_consistent_across_frames(seq: Sequence) -> None:
+    scene, cam, P = seq.meta["scene"], seq.camera, seq.gt_poses
+    i, j = 20, 26
+    Di, Dj = render_depth(scene, P[i], cam), render_depth(scene, P[j], cam)
+    assert np.isfinite(Di).all() and np.isfinite(Dj).all()  # closed corridor: no holes
+    u, v, Xc = _backproject(Di, cam, step=3)
+    Xw = Xc @ P[i][:3, :3].T + P[i][:3, 3]
+    # every back-projected pixel lies on a rectangle of the scene
+    assert np.all(scene.plane_index(Xw, tol=5e-3) >= 0)
+    # several planes are visible, including at least one panel
+    names = {scene.planes[k].name for k in np.unique(scene.plane_index(Xw, tol=5e-3))}
+    assert {"left_wall", "right_wall", "floor", "ceiling"} <= names
+    assert any(n.startswith("panel") for n in names)
+    # reproject into frame j and compare with its rendered depth
+    Xj = Xc @ _rel(P[i], P[j])[:3, :3].T + _rel(P[i], P[j])[:3, 3]
+    uv = cam.project(Xj)
+    ok = (Xj[:, 2] > 0) & (uv[:, 0] > 1) & (uv[:, 0] < cam.width - 2) & (uv[:, 1] > 1) \
+        & (uv[:, 1] < cam.height - 2)
+    Dj_at = cv2.remap(Dj.astype(np.float32), uv[ok, 0].astype(np.float32).reshape(-1, 1),
+                      uv[ok, 1].astype(np.float32).reshape(-1, 1), cv2.INTER_LINEAR).ravel()
+    rel = np.abs(Dj_at - Xj[ok, 2]) / Xj[ok, 2]
+    assert ok.sum() > 10000
+    assert np.mean(rel < 1e-2) > 0.97  # the rest: occlusion boundaries
+    assert np.median(rel) < 1e-4
+
+
+def test_photometric_consistency(clean_seq: Sequence) -> None:
+    """Frame j warped into frame i through the rendered depth and GT pose matches frame i."""
+    scene, cam, P = clean_seq.meta["scene"], clean_seq.camera, clean_seq.gt_poses
+    i, j = 50, 53
+    Ii, Ij = clean_seq.load_image(i).astype(np.float32), clean_seq.load_image(j).astype(np.float32)
+    Di = render_depth(scene, P[i], cam)
+    u, v, Xc = _backproject(Di, cam)
+
+    def residual(T_ji: np.ndarray) -> float:
+        Xj = Xc @ T_ji[:3, :3].T + T_ji[:3, 3]
+        uv = cam.project(Xj).astype(np.float32)
+        warped = cv2.remap(Ij, uv[:, 0].reshape(cam.height, cam.width),
+                           uv[:, 1].reshape(cam.height, cam.width), cv2.INTER_LINEAR,
+                           borderValue=-1)
+        Dj = render_depth(scene, P[j], cam).astype(np.float32)
+        Dj_at = cv2.remap(Dj, uv[:, 0].reshape(cam.height, cam.width),
+                          uv[:, 1].reshape(cam.height, cam.width), cv2.INTER_NEAREST,
+                          borderValue=0)
+        visible = (warped >= 0) & (np.abs(Dj_at - Xj[:, 2].reshape(Dj.shape)) < 0.02 * Dj_at)
+        assert visible.mean() > 0.6
+        return float(np.median(np.abs(warped - Ii)[visible]))
+
+    T_ji = _rel(P[i], P[j])
+    good = residual(T_ji)
+    T_bad = T_ji.copy()
+    T_bad[0, 3] += 0.03  # 3 cm lateral error
+    assert good < 3.0
+    assert residual(T_bad) > 3 * good
+
+
+def test_orb_two_view_geometry(seq: Sequence) -> None:
+    """Consecutive frames give plenty of ORB matches and the GT relative pose."""
+    cam, P = seq.camera, seq.gt_poses
+    i, j = 30, 31
+    orb = cv2.ORB_create(2000)
+    k1, d1 = orb.detectAndCompute(seq.load_image(i), None)
+    k2, d2 = orb.detectAndCompute(seq.load_image(j), None)
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(d1, d2)
+    assert len(matches) >= 200
+    p1 = np.float64([k1[m.queryIdx].pt for m in matches])
+    p2 = np.float64([k2[m.trainIdx].pt for m in matches])
+    E, inl = cv2.findEssentialMat(p1, p2, cam.K, cv2.RANSAC, 0.999, 1.0)
+    assert inl.sum() >= 200
+    _, R, t, _ = cv2.recoverPose(E, p1, p2, cam.K, mask=inl.copy())
+    T = _rel(P[i], P[j])
+    assert _rot_angle_deg(R.T @ T[:3, :3]) < 0.5
+    t_gt = T[:3, 3] / np.linalg.norm(T[:3, 3])
+    t_est = t.ravel() / np.linalg.norm(t)
+    assert np.degrees(np.arccos(np.clip(t_est @ t_gt, -1, 1))) < 5.0
+
+
+def test_scene_layout() -> None:
+    scene = build_scene(0)
+    names = [p.name for p in scene.planes]
+    assert {"left_wall", "right_wall", "floor", "ceiling", "end_wall"} <= set(names)
+    assert sum(n.startswith("panel") for n in names) >= 2
+    textures = [p.texture for p in scene.planes]
+    for p in scene.planes:  # ~100-200 texels per metre, textured
+        assert 100 <= p.texture.shape[1] / p.size[0] <= 210
+        assert p.texture.std() > 30
+    assert not np.array_equal(textures[0][:100, :100], textures[1][:100, :100])
+    # longer sequences get a longer corridor: the camera never reaches the far panel
+    long = make_synthetic_sequence(n_frames=160, speed=0.1)
+    far = [p for p in long.meta["scene"].planes if p.name == "panel_far"][0]
+    assert long.gt_poses[-1, 2, 3] < far.origin[2] - 1.0
+    assert SyntheticConfig().camera().cx == 319.5
