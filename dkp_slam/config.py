@@ -96,7 +96,8 @@ class GeometryConfig:
             translation is unobservable: status LOW_PARALLAX, rotation only.
         model_selection: ``gric`` (Torr's GRIC picks homography or essential matrix),
             ``essential`` or ``homography`` (always that model).
-        pixel_sigma: assumed keypoint noise (pixels) for GRIC and covariance.
+        pixel_sigma: lower bound of the keypoint noise (pixels) used by GRIC; the noise is
+            estimated from the epipolar residuals and never taken below this.
     """
 
     ransac_method: str = "magsac"
@@ -104,9 +105,9 @@ class GeometryConfig:
     ransac_confidence: float = 0.999
     ransac_max_iters: int = 1000
     min_inliers: int = 15
-    min_parallax_px: float = 0.5
+    min_parallax_px: float = 1.0
     model_selection: str = "gric"
-    pixel_sigma: float = 1.0
+    pixel_sigma: float = 0.25
 
 
 @dataclass

@@ -180,7 +180,7 @@ class FrontEnd:
                 res.num_inliers = geo.num_inliers
                 res.inlier_ratio = geo.num_inliers / max(num_matches, 1)
                 res.matches = matches[geo.inliers] if matches is not None else res.matches
-                if status.tracked:
+                if status.tracked and geo.R is not None:
                     res.R, res.t, res.covariance = geo.R, geo.t, geo.covariance
             return res
 

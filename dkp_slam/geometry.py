@@ -82,22 +82,6 @@ def find_homography(p0: np.ndarray, p1: np.ndarray, conf: GeometryConfig
     return H / H[2, 2] if abs(H[2, 2]) > 1e-12 else H, m.ravel().astype(bool)
 
 
-def refit_homography(p0: np.ndarray, p1: np.ndarray, subset: np.ndarray, threshold: float
-                     ) -> tuple[Optional[np.ndarray], np.ndarray]:
-    """Least-squares homography on ``subset``, refitted once to its inliers within
-    ``threshold`` pixels (transfer error). Returns (H or None, inlier mask over all points)."""
-    mask = subset.copy()
-    H = None
-    for _ in range(2):
-        if mask.sum() < 4:
-            return None, np.zeros(len(p0), dtype=bool)
-        H, _ = cv2.findHomography(p0[mask], p1[mask], 0)
-        if H is None or not np.all(np.isfinite(H)):
-            return None, np.zeros(len(p0), dtype=bool)
-        mask = np.linalg.norm(transfer_residuals(p0, p1, H), axis=1) < threshold
-    return H, mask
-
-
 def find_essential(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, conf: GeometryConfig
                    ) -> tuple[Optional[np.ndarray], np.ndarray]:
     """RANSAC essential matrix from undistorted pixels; returns (E or None, inlier mask)."""
@@ -394,10 +378,18 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     # otherwise favour the model with the smaller robust cap (E) in proportion to their number.
     inl_rot = sq_rot < (2.0 * conf.ransac_threshold_px) ** 2
     support = inl_rot | inl_h | inl_e
-    res.gric_rot = gric(sq_rot[support], sigma, 2, 3)
+    if E is not None and inl_e.sum() >= 8:
+        # Keypoint noise from the epipolar residuals of the most general model (MAD), so that
+        # detectors with coarse positions (ORB's pyramid) are not judged with too small a sigma.
+        r_e = np.abs(sampson_residuals(x0[inl_e], x1[inl_e], E)) * focal
+        sigma = max(sigma, 1.4826 * float(np.median(r_e)))
+    # GRIC wants the squared geometric distance in the joint (p0, p1) space: with noise in both
+    # images that is half the squared one-sided transfer error (2 sigma^2 expected for d = 2,
+    # as the Sampson distance has sigma^2 for d = 3).
+    res.gric_rot = gric(0.5 * sq_rot[support], sigma, 2, 3)
     if H is not None:
         sq_h = np.sum(transfer_residuals(p0[support], p1[support], H) ** 2, axis=1)
-        res.gric_h = gric(sq_h, sigma, 2, 8)
+        res.gric_h = gric(0.5 * sq_h, sigma, 2, 8)
     if E is not None:
         res.gric_e = gric((sampson_residuals(x0[support], x1[support], E) * focal) ** 2,
                           sigma, 3, 5)

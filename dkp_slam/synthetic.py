@@ -24,7 +24,7 @@ Typical use::
 
     seq = make_synthetic_sequence(seed=3, n_frames=60)
     img0 = seq.load_image(0)                          # HxW uint8
-    depth0 = render_depth(seq.meta["scene"], seq.gt_poses[0], seq.camera)
+    depth0 = render_depth(scene_for(seq), seq.gt_poses[0], seq.camera)
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ __all__ = [
     "render_frame",
     "render_depth",
     "trajectory",
+    "scene_for",
     "make_synthetic_sequence",
 ]
 
@@ -316,10 +317,10 @@ def _textured_plane(name: str, origin, au, av, size: tuple[float, float], ppm: f
 
 # corridor geometry (metres): x in [-HALF_W, HALF_W], y in [CEIL_Y, FLOOR_Y], from Z_START
 HALF_W, CEIL_Y, FLOOR_Y, Z_START = 1.5, -1.3, 1.2, -2.0
-DEFAULT_LENGTH = 16.0
+DEFAULT_LENGTH = 18.0
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=3)
 def _build_scene_cached(seed: int, length: float, ppm: float) -> Scene:
     ss = np.random.SeedSequence([int(seed), 0x5CE7E])
     rngs = [np.random.default_rng(s) for s in ss.spawn(8)]
@@ -515,6 +516,16 @@ def _post_process(img: np.ndarray, config: SyntheticConfig, i: int) -> np.ndarra
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def scene_for(source: SyntheticConfig | Sequence) -> Scene:
+    """The (cached) scene a synthetic sequence -- or the sequence of a config -- is rendered
+    from; the corridor extends at least 7 m beyond the farthest camera position."""
+    if isinstance(source, Sequence):
+        source = SyntheticConfig(**source.meta["config"])
+    poses = trajectory(source)
+    length = max(DEFAULT_LENGTH, float(poses[:, 2, 3].max()) + 7.0)
+    return build_scene(source.seed, length, source.texels_per_metre)
+
+
 def make_synthetic_sequence(config: Optional[SyntheticConfig] = None,
                             **overrides) -> Sequence:
     """A lazily rendered synthetic corridor :class:`~dkp_slam.sequence.Sequence`.
@@ -526,17 +537,16 @@ def make_synthetic_sequence(config: Optional[SyntheticConfig] = None,
     Returns:
         Sequence named ``synthetic_corridor_s{seed}`` (``synthetic_corridor_{motion}_s{seed}``
         for non-forward motion) with ``stamps = i / 20``, grey uint8 frames rendered on demand
-        by ``load_image(i)``, the pinhole camera, exact ``gt_poses`` (T_world_cam) and ``meta``
-        holding ``config`` (a dict), ``scene`` (the :class:`Scene`) and ``source``.
+        by ``load_image(i)``, the pinhole camera, exact ``gt_poses`` (T_world_cam) and a
+        JSON-friendly ``meta`` (``source``, ``config`` as a dict, ``corridor_length``). The
+        scene itself is cached and available through :func:`scene_for`.
     """
     cfg = replace(config or SyntheticConfig(), **overrides)
     if cfg.n_frames < 1:
         raise ValueError("n_frames must be >= 1")
     camera = cfg.camera()
     poses = trajectory(cfg)
-    # the corridor extends well beyond the farthest camera position
-    length = max(DEFAULT_LENGTH, float(poses[:, 2, 3].max()) + 7.0)
-    scene = build_scene(cfg.seed, length, cfg.texels_per_metre)
+    scene = scene_for(cfg)
     n = cfg.n_frames
 
     def load_image(i: int) -> np.ndarray:
@@ -553,5 +563,5 @@ def make_synthetic_sequence(config: Optional[SyntheticConfig] = None,
         load_image=load_image,
         camera=camera,
         gt_poses=poses,
-        meta={"source": "synthetic", "config": asdict(cfg), "scene": scene},
+        meta={"source": "synthetic", "config": asdict(cfg), "corridor_length": scene.length},
     )

@@ -21,7 +21,9 @@ from .config import TrackerConfig
 class TrackingStatus(str, Enum):
     """Explicit per-frame state, published as is."""
 
-    INITIALISING = "INITIALISING"  #: no reference frame yet (first frame, after reset/loss)
+    #: no reference frame yet: first frame, after reset(), or while frames have too few
+    #: keypoints. After LOST the lost frame itself becomes the new reference.
+    INITIALISING = "INITIALISING"
     OK = "OK"  #: pose estimated with an observable translation direction
     LOW_PARALLAX = "LOW_PARALLAX"  #: rotation only: too little parallax for a translation
     FEW_MATCHES = "FEW_MATCHES"  #: too few geometric inliers this frame; pose not estimated

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from dkp_slam.synthetic import (
     make_synthetic_sequence,
     render_depth,
     render_frame,
+    scene_for,
 )
 
 
@@ -58,6 +61,8 @@ def test_sequence_contract(seq: Sequence) -> None:
     assert not cam.has_distortion
     assert seq.gt_poses.shape == (120, 4, 4)
     assert seq.meta["config"]["seed"] == 0 and seq.meta["config"]["motion"] == "forward"
+    json.dumps(seq.meta)  # serialisable
+    assert scene_for(seq) is scene_for(SyntheticConfig())  # cached, same scene as the config
     img = seq.load_image(5)
     assert img.dtype == np.uint8 and img.shape == (480, 640)
     assert 40 < img.mean() < 220 and img.std() > 25  # textured, not blank
@@ -80,7 +85,7 @@ def test_default_trajectory(seq: Sequence) -> None:
     np.testing.assert_array_equal(P[:, 3], np.broadcast_to([0, 0, 0, 1.0], (120, 4)))
     step = np.linalg.norm(np.diff(P[:, :3, 3], axis=0), axis=1)
     assert np.all((step > 0.05) & (step < 0.1))  # 0.05-0.1 m per frame
-    np.testing.assert_allclose(np.diff(P[:, 2, 3]), 0.075)  # forward along +z
+    np.testing.assert_allclose(np.diff(P[:, 2, 3]), 0.09)  # forward along +z
     angles = [_rot_angle_deg(r) for r in R]
     assert 1.0 < max(angles) < 6.0  # a few degrees of oscillation
     # smooth: per-frame rotation small
@@ -164,27 +169,55 @@ def test_pixel_centre_convention() -> None:
     np.testing.assert_allclose(depth, 2.3, rtol=1e-6)  # fronto-parallel, covers the image
 
 
-def test_plane_partly_behind_camera() -> None:
-    """A floor extending behind the camera is drawn only where rays hit it in front."""
+@pytest.mark.parametrize("roll_deg", [0.0, 25.0])
+def test_plane_partly_behind_camera(roll_deg: float) -> None:
+    """A floor extending behind the camera is drawn only where rays hit it in front.
+
+    With the camera rolled, the horizon is tilted and the part of the floor behind the camera
+    would be mirrored into the image above it; it must stay empty.
+    """
     tex = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
     floor = Plane("floor", (-10, 1.0, -10), (1, 0, 0), (0, 0, 1), (20.0, 20.0), tex)
     cam = Camera(160, 120, 100.0, 100.0, 79.5, 59.5)
-    depth = render_depth(Scene([floor]), np.eye(4), cam)
+    T = np.eye(4)
+    a = np.radians(roll_deg)
+    T[:3, :3] = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
+    depth = render_depth(Scene([floor]), T, cam)
     v, u = np.mgrid[0:cam.height, 0:cam.width].astype(np.float64)
-    yn, xn = (v - cam.cy) / cam.fy, (u - cam.cx) / cam.fx
+    rays = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], -1)
+    rw = rays @ T[:3, :3].T
     with np.errstate(divide="ignore"):
-        z = np.where(yn > 0, 1.0 / yn, np.inf)
-    inside = (z < 9.9) & (np.abs(xn * z) < 9.9)
-    outside = (yn <= 0) | (z > 10.1) | (np.abs(xn * z) > 10.1)
-    assert inside.sum() > 1000 and outside.sum() > 1000
-    np.testing.assert_allclose(depth[inside], z[inside], rtol=1e-5)
+        lam = 1.0 / rw[..., 1]  # ray parameter where y_world = 1; depth = lam (ray z = 1)
+    hit = lam[..., None] * rw
+    m = np.maximum(np.abs(hit[..., 0]), np.abs(hit[..., 2]))
+    inside = (lam > 0) & (m < 9.9)
+    outside = (lam <= 0) | (m > 10.1)
+    assert inside.sum() > 1000 and (outside & (lam < 0) & (m < 9.9)).sum() > 1000
+    np.testing.assert_allclose(depth[inside], lam[inside], rtol=1e-5)
     assert np.all(np.isinf(depth[outside]))
-    img = render_frame(Scene([floor]), np.eye(4), cam)
-    assert np.all(img[: int(cam.cy) - 1] == syn.BACKGROUND)  # sky stays background
+    img = render_frame(Scene([floor]), T, cam)
+    assert np.all(img[(lam < 0) & (v < cam.cy - 10)] == syn.BACKGROUND)  # sky stays background
+
+
+def test_zbuffer_occlusion() -> None:
+    """The nearer surface wins whatever the drawing order."""
+    far = Plane("far", (-5, -5, 5.0), (1, 0, 0), (0, 1, 0), (10.0, 10.0),
+                np.full((16, 16), 200, np.uint8))
+    near = Plane("near", (-0.2, -0.2, 2.0), (1, 0, 0), (0, 1, 0), (0.4, 0.4),
+                 np.full((16, 16), 50, np.uint8))
+    cam = Camera(160, 120, 100.0, 100.0, 79.5, 59.5)
+    for planes in ([near, far], [far, near]):
+        depth = render_depth(Scene(planes), np.eye(4), cam)
+        img = render_frame(Scene(planes), np.eye(4), cam)
+        assert depth[59, 79] == pytest.approx(2.0) and img[59, 79] == 50
+        assert depth[5, 5] == pytest.approx(5.0) and img[5, 5] == 200
+        assert np.isin(np.round(depth, 6), [2.0, 5.0]).all()
+        # the near square spans 0.4 m * 100 px / 2 m = 20 px
+        assert abs((depth < 3).sum() - 400) <= 42
 
 
 def test_depth_on_planes_and_consistent_across_frames(seq: Sequence) -> None:
-    scene, cam, P = seq.meta["scene"], seq.camera, seq.gt_poses
+    scene, cam, P = scene_for(seq), seq.camera, seq.gt_poses
     i, j = 20, 26
     Di, Dj = render_depth(scene, P[i], cam), render_depth(scene, P[j], cam)
     assert np.isfinite(Di).all() and np.isfinite(Dj).all()  # closed corridor: no holes
@@ -211,7 +244,7 @@ def test_depth_on_planes_and_consistent_across_frames(seq: Sequence) -> None:
 
 def test_photometric_consistency(clean_seq: Sequence) -> None:
     """Frame j warped into frame i through the rendered depth and GT pose matches frame i."""
-    scene, cam, P = clean_seq.meta["scene"], clean_seq.camera, clean_seq.gt_poses
+    scene, cam, P = scene_for(clean_seq), clean_seq.camera, clean_seq.gt_poses
     i, j = 50, 53
     Ii, Ij = clean_seq.load_image(i).astype(np.float32), clean_seq.load_image(j).astype(np.float32)
     Di = render_depth(scene, P[i], cam)
@@ -234,30 +267,39 @@ def test_photometric_consistency(clean_seq: Sequence) -> None:
     T_ji = _rel(P[i], P[j])
     good = residual(T_ji)
     T_bad = T_ji.copy()
-    T_bad[0, 3] += 0.03  # 3 cm lateral error
-    assert good < 3.0
+    T_bad[0, 3] += 0.01  # 1 cm lateral error
+    assert good < 1.5
     assert residual(T_bad) > 3 * good
 
 
 def test_orb_two_view_geometry(seq: Sequence) -> None:
-    """Consecutive frames give plenty of ORB matches and the GT relative pose."""
+    """Consecutive frames give plenty of ORB matches and the GT relative pose.
+
+    ORB reports integer keypoint positions, and those of its coarser octaves are quantised to
+    several pixels; with ~0.09 m of baseline the translation direction is only well determined
+    by the finest-octave matches, so the essential matrix is estimated from those.
+    """
     cam, P = seq.camera, seq.gt_poses
-    i, j = 30, 31
     orb = cv2.ORB_create(2000)
-    k1, d1 = orb.detectAndCompute(seq.load_image(i), None)
-    k2, d2 = orb.detectAndCompute(seq.load_image(j), None)
-    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(d1, d2)
-    assert len(matches) >= 200
-    p1 = np.float64([k1[m.queryIdx].pt for m in matches])
-    p2 = np.float64([k2[m.trainIdx].pt for m in matches])
-    E, inl = cv2.findEssentialMat(p1, p2, cam.K, cv2.RANSAC, 0.999, 1.0)
-    assert inl.sum() >= 200
-    _, R, t, _ = cv2.recoverPose(E, p1, p2, cam.K, mask=inl.copy())
-    T = _rel(P[i], P[j])
-    assert _rot_angle_deg(R.T @ T[:3, :3]) < 0.5
-    t_gt = T[:3, 3] / np.linalg.norm(T[:3, 3])
-    t_est = t.ravel() / np.linalg.norm(t)
-    assert np.degrees(np.arccos(np.clip(t_est @ t_gt, -1, 1))) < 5.0
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+    for i in (30, 60):
+        j = i + 1
+        k1, d1 = orb.detectAndCompute(seq.load_image(i), None)
+        k2, d2 = orb.detectAndCompute(seq.load_image(j), None)
+        matches = matcher.match(d1, d2)
+        assert len(matches) >= 200
+        fine = [m for m in matches if k1[m.queryIdx].octave == 0 and k2[m.trainIdx].octave == 0]
+        assert len(fine) >= 200
+        p1 = np.float64([k1[m.queryIdx].pt for m in fine])
+        p2 = np.float64([k2[m.trainIdx].pt for m in fine])
+        E, inl = cv2.findEssentialMat(p1, p2, cam.K, cv2.USAC_MAGSAC, 0.999, 1.0)
+        assert inl.sum() >= 150
+        _, R, t, _ = cv2.recoverPose(E[:3], p1, p2, cam.K, mask=inl.copy())
+        T = _rel(P[i], P[j])
+        assert _rot_angle_deg(R.T @ T[:3, :3]) < 0.5
+        t_gt = T[:3, 3] / np.linalg.norm(T[:3, 3])
+        t_est = t.ravel() / np.linalg.norm(t)
+        assert np.degrees(np.arccos(np.clip(t_est @ t_gt, -1, 1))) < 5.0
 
 
 def test_scene_layout() -> None:
@@ -272,6 +314,6 @@ def test_scene_layout() -> None:
     assert not np.array_equal(textures[0][:100, :100], textures[1][:100, :100])
     # longer sequences get a longer corridor: the camera never reaches the far panel
     long = make_synthetic_sequence(n_frames=160, speed=0.1)
-    far = [p for p in long.meta["scene"].planes if p.name == "panel_far"][0]
+    far = [p for p in scene_for(long).planes if p.name == "panel_far"][0]
     assert long.gt_poses[-1, 2, 3] < far.origin[2] - 1.0
     assert SyntheticConfig().camera().cx == 319.5

@@ -1,0 +1,350 @@
+"""Tests for dkp_slam.geometry on synthetic two-view scenes with known relative poses.
+
+Scenes: 3D points in camera-0 coordinates, a known pose ``T_0_1 = (R, t)`` of camera 1 in
+camera 0 (``X0 = R X1 + t``), K with f = 500 for a 640x480 image.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from dkp_slam.config import GeometryConfig
+from dkp_slam.geometry import (
+    UNKNOWN_VARIANCE,
+    angle_between_deg,
+    estimate_relative_pose,
+    find_essential,
+    gric,
+    invert_pose,
+    pose_covariance,
+    recover_pose,
+    rotation_angle_deg,
+    sampson_residuals,
+    so3_exp,
+    to_normalised,
+    transfer_residuals,
+)
+
+W, H_IMG = 640, 480
+K = np.array([[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
+
+
+def project(X: np.ndarray) -> np.ndarray:
+    x = X @ K.T
+    return x[:, :2] / x[:, 2:3]
+
+
+def visible(p: np.ndarray, X: np.ndarray) -> np.ndarray:
+    return ((X[:, 2] > 0.1) & (p[:, 0] >= 0) & (p[:, 0] <= W - 1) & (p[:, 1] >= 0)
+            & (p[:, 1] <= H_IMG - 1))
+
+
+def make_scene(R: np.ndarray, t: np.ndarray, n: int = 400, seed: int = 0, noise: float = 0.0,
+               outliers: float = 0.0, plane: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Correspondences (p0, p1) of points seen by camera 0 and camera 1 = (R, t) in camera 0.
+
+    Returns p0, p1, the 3D points in camera 0 and a bool mask of the true inliers."""
+    rng = np.random.default_rng(seed)
+    m = 4 * n
+    if plane:
+        # A tilted plane z = 6 + 0.3 x - 0.2 y in front of camera 0.
+        x = rng.uniform(-4.0, 4.0, m)
+        y = rng.uniform(-3.0, 3.0, m)
+        X0 = np.stack([x, y, 6.0 + 0.3 * x - 0.2 * y], 1)
+    else:
+        z = rng.uniform(4.0, 12.0, m)
+        X0 = np.stack([rng.uniform(-0.6, 0.6, m) * z, rng.uniform(-0.45, 0.45, m) * z, z], 1)
+    X1 = (X0 - t) @ R  # R^T (X0 - t)
+    p0, p1 = project(X0), project(X1)
+    keep = np.flatnonzero(visible(p0, X0) & visible(p1, X1))[:n]
+    assert len(keep) == n, "scene generator: too few visible points"
+    X0, p0, p1 = X0[keep], p0[keep], p1[keep]
+    if noise > 0:
+        p0 = p0 + rng.normal(scale=noise, size=p0.shape)
+        p1 = p1 + rng.normal(scale=noise, size=p1.shape)
+    inl = np.ones(n, bool)
+    if outliers > 0:
+        idx = rng.choice(n, int(outliers * n), replace=False)
+        p1[idx] = rng.uniform([0, 0], [W - 1, H_IMG - 1], (len(idx), 2))
+        inl[idx] = False
+    return p0, p1, X0, inl
+
+
+def rot_err(R_est: np.ndarray, R_true: np.ndarray) -> float:
+    return rotation_angle_deg(R_est.T @ R_true)
+
+
+R_GEN = so3_exp([0.03, -0.06, 0.02])
+T_GEN = np.array([0.5, 0.1, 0.3])
+
+
+# ====================================================================== general motion
+@pytest.mark.parametrize("noise, outliers", [(0.0, 0.0), (0.5, 0.0), (0.5, 0.2)])
+def test_general_motion_essential(noise, outliers) -> None:
+    p0, p1, _, inl = make_scene(R_GEN, T_GEN, noise=noise, outliers=outliers)
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig())
+    assert res.model == "essential"
+    assert res.R.shape == (3, 3) and res.t.shape == (3,)
+    assert np.linalg.det(res.R) == pytest.approx(1.0)
+    assert np.linalg.norm(res.t) == pytest.approx(1.0)
+    assert res.translation_valid
+    assert rot_err(res.R, R_GEN) < 0.1
+    assert angle_between_deg(res.t, T_GEN) < 1.0
+    assert res.E is not None and res.E.shape == (3, 3)
+    assert res.parallax_px > GeometryConfig().min_parallax_px
+    assert np.isfinite(res.gric_e) and np.isfinite(res.gric_h) and res.gric_e < res.gric_h
+    # Inliers: nearly all true inliers found, (almost) no outlier accepted.
+    assert res.inliers.shape == (len(p0),) and res.inliers.dtype == bool
+    assert res.inliers[inl].mean() > 0.9
+    if outliers:
+        assert res.inliers[~inl].mean() < 0.05
+    # E satisfies x1^T E x0 = 0 on the true inliers (normalised coordinates).
+    x0, x1 = to_normalised(p0[inl], K), to_normalised(p1[inl], K)
+    assert np.median(np.abs(sampson_residuals(x0, x1, res.E))) * 500 < max(1.0, 2 * noise)
+
+
+@pytest.mark.parametrize("t_true", [[0.0, 0.0, 1.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0],
+                                    [0.0, -1.0, 0.2]])
+def test_translation_sign_and_direction(t_true) -> None:
+    """Forward motion gives +z, backward -z, right +x: t is camera 1's position in camera 0."""
+    t_true = np.asarray(t_true)
+    R = so3_exp([0.0, 0.02, 0.0])
+    p0, p1, _, _ = make_scene(R, t_true, seed=3, noise=0.3)
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig())
+    assert res.model == "essential"
+    assert angle_between_deg(res.t, t_true) < 2.0
+    assert rot_err(res.R, R) < 0.1
+
+
+def test_pose_convention_T_0_1_maps_camera1_points_to_camera0() -> None:
+    p0, p1, X0, _ = make_scene(R_GEN, T_GEN, seed=4)
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig())
+    X1 = (X0 - T_GEN) @ R_GEN  # ground-truth points in camera-1 coordinates
+    scale = np.linalg.norm(T_GEN)
+    X0_est = X1 @ res.R.T + res.t * scale
+    err = np.linalg.norm(X0_est - X0, axis=1)
+    assert np.max(err) < 0.02 * np.median(np.linalg.norm(X0, axis=1))
+    # The inverse pose maps camera-0 points into camera 1, which projects them onto p1.
+    R10, t10 = invert_pose(res.R, res.t * scale)
+    np.testing.assert_allclose(project(X0 @ R10.T + t10), p1, atol=0.5)
+    # Chaining: T_w_1 = T_w_0 @ T_0_1 places camera 1's centre at t in the world when T_w_0 = I.
+    T01 = np.eye(4)
+    T01[:3, :3], T01[:3, 3] = res.R, res.t
+    np.testing.assert_allclose((np.eye(4) @ T01)[:3, 3], T_GEN / scale, atol=0.02)
+
+
+# ====================================================================== planar scene
+def test_planar_scene_homography_model() -> None:
+    R = so3_exp([0.02, -0.04, 0.01])
+    t = np.array([0.8, 0.1, 0.2])
+    p0, p1, _, _ = make_scene(R, t, plane=True, noise=0.3, seed=5)
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig())
+    assert res.model == "homography"
+    assert res.H is not None
+    assert np.isfinite(res.gric_h) and (not np.isfinite(res.gric_e) or res.gric_h < res.gric_e)
+    assert res.num_inliers > 0.9 * len(p0)
+    assert rot_err(res.R, R) < 0.5
+    assert np.linalg.norm(res.t) == pytest.approx(1.0)
+    # The decomposition nearest to the 5-point solution is the true one here.
+    assert angle_between_deg(res.t, t) < 3.0
+    # H maps p0 to p1.
+    assert np.median(np.linalg.norm(transfer_residuals(p0, p1, res.H), axis=1)) < 1.0
+
+
+def test_model_selection_forced() -> None:
+    p0, p1, _, _ = make_scene(R_GEN, T_GEN, noise=0.3, seed=6)
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig(model_selection="essential"))
+    assert res.model == "essential"
+    pp0, pp1, _, _ = make_scene(R_GEN, T_GEN, noise=0.3, seed=6, plane=True)
+    res = estimate_relative_pose(pp0, pp1, K, GeometryConfig(model_selection="essential"))
+    assert res.model == "essential"
+    assert res.E is not None
+    res = estimate_relative_pose(pp0, pp1, K, GeometryConfig(model_selection="homography"))
+    assert res.model == "homography" and res.E is None
+    assert rot_err(res.R, R_GEN) < 0.5
+
+
+# ====================================================================== no parallax
+@pytest.mark.parametrize("outliers", [0.0, 0.2])
+def test_pure_rotation(outliers) -> None:
+    R = so3_exp([0.01, 0.05, -0.02])
+    p0, p1, _, inl = make_scene(R, np.zeros(3), noise=0.3, outliers=outliers, seed=7)
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig())
+    assert res.model == "rotation"
+    np.testing.assert_array_equal(res.t, np.zeros(3))
+    assert not res.translation_valid
+    assert rot_err(res.R, R) < 0.1
+    # Only keypoint noise (0.3 px per image) is left after compensating the rotation.
+    assert res.parallax_px < 1.0
+    assert res.inliers[inl].mean() > 0.9
+    if outliers:
+        assert res.inliers[~inl].mean() < 0.05
+    # Translation is unobservable: huge variance there, a finite small one on the rotation.
+    assert np.all(np.diag(res.covariance)[:3] >= UNKNOWN_VARIANCE)
+    assert np.all(np.diag(res.covariance)[3:] < 1e-4)
+
+
+def test_static_camera() -> None:
+    rng = np.random.default_rng(8)
+    p0 = rng.uniform([0, 0], [W - 1, H_IMG - 1], (300, 2))
+    p1 = p0 + rng.normal(scale=0.2, size=p0.shape)
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig())
+    assert res.model == "rotation"
+    np.testing.assert_array_equal(res.t, np.zeros(3))
+    assert rotation_angle_deg(res.R) < 0.05
+    assert res.num_inliers > 250
+
+
+def test_static_camera_with_outliers() -> None:
+    rng = np.random.default_rng(9)
+    p0 = rng.uniform([0, 0], [W - 1, H_IMG - 1], (300, 2))
+    p1 = p0 + rng.normal(scale=0.2, size=p0.shape)
+    bad = rng.choice(300, 60, replace=False)
+    p1[bad] = rng.uniform([0, 0], [W - 1, H_IMG - 1], (60, 2))
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig())
+    assert res.model == "rotation"
+    np.testing.assert_array_equal(res.t, np.zeros(3))
+    assert rotation_angle_deg(res.R) < 0.1
+
+
+# ====================================================================== failure modes
+def test_too_few_points() -> None:
+    conf = GeometryConfig()
+    p0, p1, _, _ = make_scene(R_GEN, T_GEN, n=conf.min_inliers - 1)
+    res = estimate_relative_pose(p0, p1, K, conf)
+    assert res.model == "none"
+    assert res.R is None and res.t is None
+    assert res.num_inliers == 0 and res.inliers.shape == (len(p0),)
+    res = estimate_relative_pose(np.zeros((0, 2)), np.zeros((0, 2)), K, conf)
+    assert res.model == "none" and res.inliers.shape == (0,)
+
+
+def test_random_correspondences_fail() -> None:
+    rng = np.random.default_rng(10)
+    p0 = rng.uniform([0, 0], [W - 1, H_IMG - 1], (200, 2))
+    p1 = rng.uniform([0, 0], [W - 1, H_IMG - 1], (200, 2))
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig(min_inliers=40))
+    assert res.model == "none" or res.num_inliers < 40
+
+
+def test_no_intrinsics_homography_only() -> None:
+    p0, p1, _, _ = make_scene(R_GEN, T_GEN, plane=True, seed=11)
+    res = estimate_relative_pose(p0, p1, None, GeometryConfig())
+    assert res.model == "homography_only"
+    assert res.R is None and res.t is None and res.E is None
+    assert res.H is not None and res.num_inliers > 0.95 * len(p0)
+    assert np.max(np.linalg.norm(transfer_residuals(p0, p1, res.H), axis=1)[res.inliers]) < 1.0
+    # Too few points without intrinsics also fails cleanly.
+    assert estimate_relative_pose(p0[:5], p1[:5], None, GeometryConfig()).model == "none"
+
+
+def test_input_shapes_and_dtypes_accepted() -> None:
+    p0, p1, _, _ = make_scene(R_GEN, T_GEN, seed=12)
+    res = estimate_relative_pose(p0.astype(np.float32).reshape(-1, 1, 2),
+                                 p1.astype(np.float32), K, GeometryConfig())
+    assert res.model == "essential" and rot_err(res.R, R_GEN) < 0.1
+
+
+# ====================================================================== recover_pose
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_recover_pose_matches_opencv(seed) -> None:
+    rng = np.random.default_rng(100 + seed)
+    R = so3_exp(rng.normal(scale=0.05, size=3))
+    t = rng.normal(size=3)
+    p0, p1, _, _ = make_scene(R, t, seed=seed, noise=0.3, outliers=0.1)
+    E, inl = find_essential(p0, p1, K, GeometryConfig())
+    assert E is not None
+    R01, t01, mask = recover_pose(E, p0, p1, K, inl)
+    n_cv, R10_cv, t10_cv, mask_cv = cv2.recoverPose(E, p0, p1, K, mask=inl.astype(np.uint8)
+                                                    .reshape(-1, 1).copy())
+    R01_cv, t01_cv = invert_pose(R10_cv, t10_cv.ravel())
+    assert rot_err(R01, R01_cv) < 1e-6
+    assert angle_between_deg(t01, t01_cv) < 1e-4
+    assert np.linalg.norm(t01) == pytest.approx(1.0)
+    # Cheirality mask: a subset of the RANSAC inliers, nearly the same as OpenCV's.
+    assert not np.any(mask & ~inl)
+    assert abs(int(mask.sum()) - n_cv) <= max(2, 0.02 * n_cv)
+    # And the truth.
+    assert rot_err(R01, R) < 0.2
+    assert angle_between_deg(t01, t) < 2.0
+
+
+def test_recover_pose_cheirality_picks_points_in_front() -> None:
+    p0, p1, X0, _ = make_scene(R_GEN, T_GEN, seed=13)
+    E, inl = find_essential(p0, p1, K, GeometryConfig())
+    R01, t01, mask = recover_pose(E, p0, p1, K, inl)
+    assert mask.sum() == inl.sum()  # noise-free: every inlier is in front of both cameras
+    # The twisted pair and the flipped translation put the points behind a camera.
+    x0, x1 = to_normalised(p0, K), to_normalised(p1, K)
+    R10, t10 = invert_pose(R01, t01)
+    A = x0 @ R10.T
+    for sign in (1.0, -1.0):
+        tt = sign * t10
+        # depths from least squares s*A + t = u*x1
+        s = np.array([np.linalg.lstsq(np.stack([A[i], -x1[i]], 1), -tt, rcond=None)[0]
+                      for i in range(20)])
+        if sign > 0:
+            assert np.all(s > 0)
+        else:
+            assert np.all(s < 0)
+
+
+# ====================================================================== GRIC
+def test_gric_hand_computed() -> None:
+    e2 = np.array([0.5, 1.0, 4.0, 100.0])
+    # H: d=2, k=8, r=4: rho = min(e2, 2*(4-2)=4) -> 0.5+1+4+4 = 9.5
+    expected = 9.5 + np.log(4) * 2 * 4 + np.log(4 * 4) * 8
+    assert gric(e2, 1.0, 2, 8) == pytest.approx(expected)
+    # E: d=3, k=5: cap 2*(4-3) = 2 -> 0.5+1+2+2 = 5.5
+    expected = 5.5 + np.log(4) * 3 * 4 + np.log(16) * 5
+    assert gric(e2, 1.0, 3, 5) == pytest.approx(expected)
+    # sigma scales the residuals: sigma=2 -> e2/4 = [0.125, 0.25, 1, 25] capped at 4
+    expected = (0.125 + 0.25 + 1.0 + 4.0) + np.log(4) * 8 + np.log(16) * 8
+    assert gric(e2, 2.0, 2, 8) == pytest.approx(expected)
+
+
+def test_gric_prefers_fewer_parameters_for_perfect_data() -> None:
+    zeros = np.zeros(100)
+    # Same residuals, a model with lower d and more parameters (H: d=2,k=8) wins over
+    # E (d=3,k=5) for n=100: 2n log4 + 8 log(4n) < 3n log4 + 5 log(4n)
+    assert gric(zeros, 1.0, 2, 8) < gric(zeros, 1.0, 3, 5)
+
+
+# ====================================================================== covariance
+def _covariance(n: int, seed: int = 0) -> np.ndarray:
+    p0, p1, _, _ = make_scene(R_GEN, T_GEN, n=n, noise=0.5, seed=seed)
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig())
+    assert res.model == "essential"
+    return res.covariance, res.t
+
+
+def _tangent(cov: np.ndarray, t: np.ndarray) -> np.ndarray:
+    P = np.eye(3) - np.outer(t, t)
+    return P @ cov[:3, :3] @ P
+
+
+def test_covariance_symmetric_psd_and_shrinks() -> None:
+    cov_small, t_small = _covariance(40, seed=20)
+    cov_big, t_big = _covariance(600, seed=21)
+    for cov, t in ((cov_small, t_small), (cov_big, t_big)):
+        assert cov.shape == (6, 6) and np.all(np.isfinite(cov))
+        np.testing.assert_allclose(cov, cov.T, rtol=0, atol=1e-9 * np.abs(cov).max())
+        ev = np.linalg.eigvalsh(cov)
+        assert ev.min() > -1e-9 * ev.max()
+        # Rotation variance is small but positive; the scale direction along t is unknown.
+        assert 0 < np.trace(cov[3:, 3:]) < 1e-3
+        assert t @ cov[:3, :3] @ t >= 0.5 * UNKNOWN_VARIANCE
+        tan = np.linalg.eigvalsh(_tangent(cov, t))
+        assert tan.max() < 1e-2
+    # 15x the points -> clearly smaller uncertainty.
+    assert np.trace(cov_big[3:, 3:]) < 0.3 * np.trace(cov_small[3:, 3:])
+    assert np.trace(_tangent(cov_big, t_big)) < 0.3 * np.trace(_tangent(cov_small, t_small))
+
+
+def test_covariance_too_few_points_is_unknown() -> None:
+    x = np.hstack([np.random.default_rng(0).normal(size=(5, 2)), np.ones((5, 1))])
+    cov = pose_covariance(x, x, np.eye(3), np.array([1.0, 0, 0]), 500.0, True)
+    np.testing.assert_array_equal(cov, np.eye(6) * UNKNOWN_VARIANCE)
