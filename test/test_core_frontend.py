@@ -364,11 +364,6 @@ def test_without_camera_homography_only(kitti_frames) -> None:
         assert r.matches.shape == (r.num_inliers, 2)
 
 
-@pytest.mark.xfail(reason=(
-    "bug in dkp_slam/frontend.py FrontEnd._track.finish (res.R, res.t, res.covariance = "
-    "geo.R, geo.t, geo.covariance when status.tracked): without intrinsics the status is OK "
-    "but geo.R/geo.t are None, so FrameResult.R/t become None (documented: identity/zeros when "
-    "no pose was estimated) and T_ref_cur is all NaN"), strict=False)
 def test_without_camera_pose_is_identity(kitti_frames) -> None:
     fe = FrontEnd(FrontEndConfig(), None)
     fe.process(kitti_frames[0], 0.0)
