@@ -96,31 +96,36 @@ def find_essential(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, conf: Geometry
     return E, m.ravel().astype(bool)
 
 
-def recover_pose(E: np.ndarray, p0: np.ndarray, p1: np.ndarray, K: np.ndarray,
-                 inliers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def recover_pose(E: np.ndarray, x0: np.ndarray, x1: np.ndarray, inliers: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decompose E and keep the solution with most inliers in front of both cameras.
 
-    The four ``(R, +-t)`` candidates of ``cv2.decomposeEssentialMat`` are scored by linear
-    (midpoint-free, two-ray least squares) triangulation of the inliers, vectorised in numpy.
+    The four ``(R, +-t)`` candidates of ``cv2.decomposeEssentialMat`` are scored by
+    least-squares two-ray triangulation of the inliers, vectorised in numpy.
 
-    Returns ``(R_0_1, t_0_1, mask)``: the pose of camera 1 in camera 0 (unit ``t``) and the
-    inliers that also pass the cheirality check.
+    Args:
+        E: essential matrix with ``x1^T E x0 = 0``.
+        x0, x1: (N,3) homogeneous normalised coordinates (see :func:`to_normalised`).
+        inliers: (N,) bool mask of the points to use.
+
+    Returns:
+        ``(R_0_1, t_0_1, mask)``: the pose of camera 1 in camera 0 (unit ``t``) and the
+        inliers that also pass the cheirality check.
     """
     R1, R2, t = cv2.decomposeEssentialMat(E)
     t = t.ravel()
     idx = np.flatnonzero(inliers)
-    x0 = to_normalised(p0[idx], K)
-    x1 = to_normalised(p1[idx], K)
+    a0, b = x0[idx], x1[idx]
     best, best_front, best_mask = None, -1, None
     for R10 in (R1, R2):
-        a = x0 @ R10.T  # rays of camera 0, rotated into camera-1 coordinates
+        a = a0 @ R10.T  # rays of camera 0, rotated into camera-1 coordinates
         for t10 in (t, -t):
-            d0, d1 = _two_ray_depths(a, x1, t10)
+            d0, d1 = _two_ray_depths(a, b, t10)
             front = (d0 > 0) & (d1 > 0)
             n_front = int(front.sum())
             if n_front > best_front:
                 best, best_front, best_mask = (R10, t10), n_front, front
-    mask = np.zeros(len(p0), dtype=bool)
+    mask = np.zeros(len(x0), dtype=bool)
     mask[idx[best_mask]] = True
     R01, t01 = invert_pose(best[0], best[1])
     return R01, unit(t01), mask
@@ -222,19 +227,21 @@ def gric(sq_residuals: np.ndarray, sigma: float, d: int, k: int, r: int = 4) -> 
     return float(rho.sum() + np.log(r) * d * n + np.log(r * n) * k)
 
 
-def refine_rotation(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, R01: np.ndarray,
-                    sq_res: np.ndarray, inlier_sq: float, iterations: int = 2
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def refine_rotation(x0: np.ndarray, x1: np.ndarray, p0: np.ndarray, p1: np.ndarray,
+                    K: np.ndarray, R01: np.ndarray, sq_res: np.ndarray, inlier_sq: float,
+                    iterations: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Refine a rotation-only model (``x1 ~ R_10 x0``) by Kabsch/Wahba alignment of the unit
-    bearing vectors of its inliers (transfer error below ``sqrt(inlier_sq)`` px).
+    bearing vectors of its inliers (squared transfer error below ``inlier_sq`` px^2).
+
+    Args:
+        x0, x1: (N,3) homogeneous normalised coordinates; p0, p1: the same points in pixels.
+        R01: initial rotation (pose of camera 1 in camera 0); sq_res: its squared errors.
 
     Returns the refined ``R_0_1`` and the squared transfer errors (px^2) of all points.
     """
     Kinv = np.linalg.inv(K)
-    b0 = to_normalised(p0, K)
-    b1 = to_normalised(p1, K)
-    b0 /= np.linalg.norm(b0, axis=1, keepdims=True)
-    b1 /= np.linalg.norm(b1, axis=1, keepdims=True)
+    b0 = x0 / np.linalg.norm(x0, axis=1, keepdims=True)
+    b1 = x1 / np.linalg.norm(x1, axis=1, keepdims=True)
     for _ in range(iterations):
         inl = sq_res < inlier_sq
         if inl.sum() < 3:
@@ -242,24 +249,11 @@ def refine_rotation(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, R01: np.ndarr
         U, _, Vt = np.linalg.svd(b1[inl].T @ b0[inl])  # R_10 = argmin sum |b1 - R b0|^2
         D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
         R10 = U @ D @ Vt
-        sq_new = np.sum(transfer_residuals(p0, p1, K @ R10 @ Kinv) ** 2, axis=1)
+        sq_new = _sq_transfer(p0, p1, K @ R10 @ Kinv)
         if np.median(sq_new) > np.median(sq_res):
             break
         R01, sq_res = R10.T, sq_new
     return R01, sq_res
-
-
-def rotation_compensated_parallax(p0: np.ndarray, p1: np.ndarray, R01: np.ndarray,
-                                  K: np.ndarray) -> float:
-    """Median pixel distance between ``p1`` and ``p0`` moved by the rotation alone.
-
-    With the translation-free homography ``H_inf = K R_10 K^-1`` this is the flow caused by
-    translation only: near zero for a static camera or a pure rotation.
-    """
-    if len(p0) == 0:
-        return float("nan")
-    H_inf = K @ R01.T @ np.linalg.inv(K)
-    return float(np.median(np.linalg.norm(transfer_residuals(p0, p1, H_inf), axis=1)))
 
 
 # ---------------------------------------------------------------------- covariance
@@ -349,34 +343,44 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
             res.model, res.inliers = "homography_only", inl_h
         return res
 
+    Kinv = np.linalg.inv(K)
+    focal = 0.5 * (K[0, 0] + K[1, 1])
+    x0, x1 = to_normalised(p0, K), to_normalised(p1, K)
+    thr2 = (2.0 * conf.ransac_threshold_px) ** 2  # inlier bound for the rotation model
+
     E, inl_e = (None, np.zeros(n, dtype=bool))
     if conf.model_selection != "homography":
         E, inl_e = find_essential(p0, p1, K, conf)
-    H, inl_h = find_homography(p0, p1, conf)
+    if E is None or conf.model_selection == "homography":
+        H, inl_h = find_homography(p0, p1, conf)
+    else:
+        # A plane's (or a rotation's) correspondences all satisfy the epipolar constraint too,
+        # so H is fitted to the E inliers by least squares and refitted once to its own inliers
+        # instead of running a second RANSAC. Where the E inliers are not planar this H fits
+        # badly and GRIC rejects it, which is the right answer.
+        H, inl_h = _refit_homography(p0, p1, inl_e, conf.ransac_threshold_px ** 2)
     res.E, res.H = E, H
-    focal = 0.5 * (K[0, 0] + K[1, 1])
-    x0, x1 = to_normalised(p0, K), to_normalised(p1, K)
     sigma = conf.pixel_sigma
 
     R_e = t_e = None
     if E is not None:
-        R_e, t_e, inl_e = recover_pose(E, p0, p1, K, inl_e)
+        R_e, t_e, inl_e = recover_pose(E, x0, x1, inl_e)
 
-    # Rotation-only model (k = 3): the better of the 5-point rotation and the rotation nearest
-    # to H, scored on all correspondences with the translation-free homography.
+    # Rotation-only model (k = 3): the better start of the 5-point rotation and the rotation
+    # nearest to H, refined on its inliers, scored with the translation-free homography.
     R_rot, sq_rot = None, None
-    for R in (R_e, nearest_rotation(np.linalg.inv(K) @ H @ K).T if H is not None else None):
-        if R is None:
-            continue
-        sq = np.sum(transfer_residuals(p0, p1, K @ R.T @ np.linalg.inv(K)) ** 2, axis=1)
-        if sq_rot is None or np.median(sq) < np.median(sq_rot):
-            R_rot, sq_rot = R, sq
+    for R in (R_e, nearest_rotation(Kinv @ H @ K).T if H is not None else None):
+        if R is not None:
+            sq = _sq_transfer(p0, p1, K @ R.T @ Kinv)
+            if sq_rot is None or np.median(sq) < np.median(sq_rot):
+                R_rot, sq_rot = R, sq
     if R_rot is None:
         return res
-    R_rot, sq_rot = refine_rotation(p0, p1, K, R_rot, sq_rot, (2.0 * conf.ransac_threshold_px) ** 2)
+    R_rot, sq_rot = refine_rotation(x0, x1, p0, p1, K, R_rot, sq_rot, thr2)
+    inl_rot = sq_rot < thr2
+
     # GRIC is evaluated on the matches that at least one model explains: gross outliers would
     # otherwise favour the model with the smaller robust cap (E) in proportion to their number.
-    inl_rot = sq_rot < (2.0 * conf.ransac_threshold_px) ** 2
     support = inl_rot | inl_h | inl_e
     if E is not None and inl_e.sum() >= 8:
         # Keypoint noise from the epipolar residuals of the most general model (MAD), so that
@@ -388,8 +392,7 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     # as the Sampson distance has sigma^2 for d = 3).
     res.gric_rot = gric(0.5 * sq_rot[support], sigma, 2, 3)
     if H is not None:
-        sq_h = np.sum(transfer_residuals(p0[support], p1[support], H) ** 2, axis=1)
-        res.gric_h = gric(0.5 * sq_h, sigma, 2, 8)
+        res.gric_h = gric(0.5 * _sq_transfer(p0[support], p1[support], H), sigma, 2, 8)
     if E is not None:
         res.gric_e = gric((sampson_residuals(x0[support], x1[support], E) * focal) ** 2,
                           sigma, 3, 5)
@@ -402,16 +405,16 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     if conf.model_selection != "gric" and len(candidates) > 1:
         candidates.pop("rotation")  # a forced model still falls back to rotation-only below
     model = min(candidates, key=candidates.get)
-    inliers = {"rotation": inl_rot,
-               "homography": inl_h, "essential": inl_e}[model]
+    inliers = {"rotation": inl_rot, "homography": inl_h, "essential": inl_e}[model]
     if inliers.sum() < conf.min_inliers:
         res.inliers = inliers
         return res
+    H_rot = K @ R_rot.T @ Kinv
     if model == "homography":
         # The flow H adds to the rotation alone: its translation part, free of keypoint noise.
-        parallax = rotation_compensated_parallax(p0[inliers], _apply_h(H, p0[inliers]), R_rot, K)
+        parallax = _median_flow(_apply_h(H, p0[inliers]), _apply_h(H_rot, p0[inliers]))
     else:
-        parallax = rotation_compensated_parallax(p0[inliers], p1[inliers], R_rot, K)
+        parallax = _median_flow(p1[inliers], _apply_h(H_rot, p0[inliers]))
     res.parallax_px, res.inliers = parallax, inliers
     if model == "rotation" or parallax < conf.min_parallax_px:
         res.model, res.R, res.t = "rotation", R_rot, np.zeros(3)
@@ -425,6 +428,31 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     res.covariance = pose_covariance(x0[inliers], x1[inliers], res.R, res.t, focal,
                                      res.translation_valid)
     return res
+
+
+def _sq_transfer(p0: np.ndarray, p1: np.ndarray, H: np.ndarray) -> np.ndarray:
+    d = p1 - _apply_h(H, p0)
+    return np.einsum("ij,ij->i", d, d)
+
+
+def _median_flow(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.median(np.linalg.norm(a - b, axis=1))) if len(a) else float("nan")
+
+
+def _refit_homography(p0: np.ndarray, p1: np.ndarray, subset: np.ndarray, thr2: float
+                      ) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """Least-squares homography on ``subset``, refitted once to its own inliers (squared
+    transfer error below ``thr2``). Returns (H or None, inlier mask over all points)."""
+    mask = subset
+    H = None
+    for _ in range(2):
+        if mask.sum() < 4:
+            return None, np.zeros(len(p0), dtype=bool)
+        H, _ = cv2.findHomography(p0[mask], p1[mask], 0)
+        if H is None or not np.all(np.isfinite(H)):
+            return None, np.zeros(len(p0), dtype=bool)
+        mask = _sq_transfer(p0, p1, H) < thr2
+    return H, mask
 
 
 def _pose_from_homography(H, K, p0, p1, R_ref, t_ref):

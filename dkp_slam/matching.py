@@ -61,30 +61,42 @@ class Matcher:
         if desc0.shape[1] != desc1.shape[1]:
             raise ValueError(f"descriptor sizes differ: {desc0.shape[1]} vs {desc1.shape[1]}")
         sim = desc0 @ desc1.T  # larger is closer in both cases
-        use_ratio = self.conf.ratio < 1.0 and n1 >= 2
-        if use_ratio:
-            top, nn01 = sim.topk(2, dim=1)
-            best = top[:, 0]
+        if sim.device.type == "cpu":
+            # Zero-copy view: numpy's row/column reductions are several times faster than
+            # torch's on CPU; the product itself stays on the configured device.
+            s = sim.numpy()
+            nn01 = s.argmax(axis=1)
+            best = s[np.arange(n0), nn01]
+            col_best = s.max(axis=0)
+            second = (np.partition(s, n1 - 2, axis=1)[:, n1 - 2]
+                      if self.conf.ratio < 1.0 and n1 >= 2 else None)
         else:
-            best, nn01 = sim.max(dim=1)
-            nn01 = nn01[:, None]
-        nn10 = sim.argmax(dim=0)
-        i0 = torch.arange(n0, device=sim.device)
-        mutual = nn10[nn01[:, 0]] == i0
-        dist = self._distance(best, desc0.shape[1], binary)
+            best_t, nn01_t = sim.max(dim=1)
+            best, nn01 = best_t.cpu().numpy(), nn01_t.cpu().numpy()
+            col_best = sim.amax(dim=0).cpu().numpy()
+            second = (sim.topk(2, dim=1)[0][:, 1].cpu().numpy()
+                      if self.conf.ratio < 1.0 and n1 >= 2 else None)
+        # Mutual: row i's best column j has no better row. Ties keep the first row, exactly as
+        # comparing against the column argmax would.
+        rows = np.flatnonzero(best >= col_best[nn01])
+        _, first = np.unique(nn01[rows], return_index=True)
+        rows = np.sort(rows[first])
+        dim = desc0.shape[1]
+        dist = self._distance(best[rows], dim, binary)
+        keep = np.ones(len(rows), dtype=bool)
         if binary and self.conf.max_hamming > 0:
-            mutual &= dist <= self.conf.max_hamming
+            keep &= dist <= self.conf.max_hamming
         if not binary and self.conf.max_distance > 0:
-            mutual &= dist <= self.conf.max_distance
-        if use_ratio:
-            second = self._distance(top[:, 1], desc0.shape[1], binary)
-            mutual &= dist < self.conf.ratio * second
-        keep = torch.nonzero(mutual).squeeze(1)
-        matches = torch.stack([keep, nn01[keep, 0]], 1)
-        return matches.cpu().numpy().astype(np.int64), dist[keep].cpu().numpy().astype(np.float32)
+            keep &= dist <= self.conf.max_distance
+        if second is not None:
+            keep &= dist < self.conf.ratio * self._distance(second[rows], dim, binary)
+        rows = rows[keep]
+        return (np.stack([rows, nn01[rows]], 1).astype(np.int64),
+                dist[keep].astype(np.float32))
 
     @staticmethod
-    def _distance(sim: torch.Tensor, dim: int, binary: bool) -> torch.Tensor:
+    def _distance(sim: np.ndarray, dim: int, binary: bool) -> np.ndarray:
+        """Similarity -> Hamming bits (binary) or L2 distance (unit float descriptors)."""
         if binary:
             return (dim - sim) * 0.5
-        return torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0))
+        return np.sqrt(np.clip(2.0 - 2.0 * sim, 0.0, None))

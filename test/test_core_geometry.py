@@ -257,7 +257,7 @@ def test_recover_pose_matches_opencv(seed) -> None:
     p0, p1, _, _ = make_scene(R, t, seed=seed, noise=0.3, outliers=0.1)
     E, inl = find_essential(p0, p1, K, GeometryConfig())
     assert E is not None
-    R01, t01, mask = recover_pose(E, p0, p1, K, inl)
+    R01, t01, mask = recover_pose(E, to_normalised(p0, K), to_normalised(p1, K), inl)
     n_cv, R10_cv, t10_cv, mask_cv = cv2.recoverPose(E, p0, p1, K, mask=inl.astype(np.uint8)
                                                     .reshape(-1, 1).copy())
     R01_cv, t01_cv = invert_pose(R10_cv, t10_cv.ravel())
@@ -275,7 +275,7 @@ def test_recover_pose_matches_opencv(seed) -> None:
 def test_recover_pose_cheirality_picks_points_in_front() -> None:
     p0, p1, X0, _ = make_scene(R_GEN, T_GEN, seed=13)
     E, inl = find_essential(p0, p1, K, GeometryConfig())
-    R01, t01, mask = recover_pose(E, p0, p1, K, inl)
+    R01, t01, mask = recover_pose(E, to_normalised(p0, K), to_normalised(p1, K), inl)
     assert mask.sum() == inl.sum()  # noise-free: every inlier is in front of both cameras
     # The twisted pair and the flipped translation put the points behind a camera.
     x0, x1 = to_normalised(p0, K), to_normalised(p1, K)

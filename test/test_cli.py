@@ -1,0 +1,103 @@
+"""The ``dkp-slam`` command line, run as a user would: a real subprocess, real outputs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import shared_data
+
+SUMMARY_KEYS = {"frames", "fps", "rot_err_median_deg", "tdir_err_median_deg",
+                "tracked_fraction", "detector"}
+
+
+def dkp(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dkp_slam.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_demo_recovers_ground_truth(tmp_path):
+    out = tmp_path / "demo"
+    proc = dkp("demo", "--frames", 40, "--output", out, "--json", tmp_path / "s.json",
+               "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary["frames"] == 40 and summary["detector"] == "orb"
+    assert summary["tracked_fraction"] == 1.0
+    assert summary["rot_err_median_deg"] < 0.2
+    assert summary["tdir_err_median_deg"] < 6.0
+    for name in ("trajectory.png", "trajectory_tum.txt", "groundtruth_tum.txt",
+                 "trajectory_gtscale_tum.txt", "frames.csv", "summary.json"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "frames").glob("*.png"))) == 4
+    tum = np.loadtxt(out / "trajectory_tum.txt")
+    assert tum.shape == (40, 8)
+    assert "median rotation error" in proc.stdout
+
+
+def test_run_kitti_subset_with_config_and_overrides(tmp_path):
+    kitti = shared_data("sequences", "kitti07_0000-0159")
+    cfg = tmp_path / "params.yaml"
+    cfg.write_text("/**:\n  ros__parameters:\n    detector:\n      name: orb\n"
+                   "      max_keypoints: 800\n")
+    proc = dkp("run", kitti, "--config", cfg, "--set", "tracker.reference=keyframe",
+               "--max-frames", 20, "--output", tmp_path / "k", "--json", tmp_path / "k.json",
+               "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "k.json").read_text())
+    assert summary["frames"] == 20
+    assert summary["config"]["detector"]["max_keypoints"] == 800
+    assert summary["config"]["tracker"]["reference"] == "keyframe"
+    assert summary["keypoints_median"] <= 800
+    assert summary["rot_err_median_deg"] < 0.3
+
+
+def test_run_image_folder_and_video_without_intrinsics(tmp_path):
+    """Plain folders and videos have no intrinsics: homography-only, said on the console."""
+    rng = np.random.default_rng(0)
+    base = (rng.random((240, 320)) * 255).astype(np.uint8)
+    base = cv2.GaussianBlur(base, (0, 0), 2.0)
+    base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    writer = cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                             (320, 240))
+    for i in range(8):
+        frame = np.roll(base, 2 * i, axis=1)
+        cv2.imwrite(str(folder / f"img{i}.png"), frame)
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    for src in (folder, tmp_path / "v.avi"):
+        proc = dkp("run", src, "--output", tmp_path / "o", "--json", tmp_path / "o.json",
+                   "--no-progress")
+        assert proc.returncode == 0, proc.stderr
+        assert "homography-only" in proc.stdout
+        summary = json.loads((tmp_path / "o.json").read_text())
+        assert summary["frames"] == 8
+        assert summary["tracked_fraction"] == 1.0
+        assert np.isnan(summary["rot_err_median_deg"])  # no ground truth, no error figure
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "/nonexistent/path"], "does not exist"),
+    (["demo", "--set", "detector.name=nope"], "detector.name"),
+    (["demo", "--set", "detector.max_keypoints"], "key=value"),
+    (["demo", "--config", "/nonexistent.yaml"], "not found"),
+])
+def test_errors_are_one_clear_line(args, message):
+    proc = dkp(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_info_lists_detectors_and_defaults():
+    proc = dkp("info")
+    assert proc.returncode == 0, proc.stderr
+    assert "detectors: orb, sift" in proc.stdout
+    assert '"max_keypoints": 1000' in proc.stdout
