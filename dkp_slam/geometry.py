@@ -441,18 +441,43 @@ def _median_flow(a: np.ndarray, b: np.ndarray) -> float:
 
 def _refit_homography(p0: np.ndarray, p1: np.ndarray, subset: np.ndarray, thr2: float
                       ) -> tuple[Optional[np.ndarray], np.ndarray]:
-    """Least-squares homography on ``subset``, refitted once to its own inliers (squared
-    transfer error below ``thr2``). Returns (H or None, inlier mask over all points)."""
+    """Least-squares homography (normalised DLT) on ``subset``, refitted once to its own
+    inliers (squared transfer error below ``thr2``). Returns (H or None, inlier mask)."""
     mask = subset
     H = None
     for _ in range(2):
         if mask.sum() < 4:
             return None, np.zeros(len(p0), dtype=bool)
-        H, _ = cv2.findHomography(p0[mask], p1[mask], 0)
-        if H is None or not np.all(np.isfinite(H)):
+        H = homography_dlt(p0[mask], p1[mask])
+        if H is None:
             return None, np.zeros(len(p0), dtype=bool)
         mask = _sq_transfer(p0, p1, H) < thr2
     return H, mask
+
+
+def homography_dlt(p0: np.ndarray, p1: np.ndarray) -> Optional[np.ndarray]:
+    """Least-squares homography ``p1 ~ H p0`` by Hartley-normalised DLT (N >= 4 points)."""
+
+    def normaliser(p):
+        c = p.mean(axis=0)
+        s = np.sqrt(2.0) / max(float(np.mean(np.linalg.norm(p - c, axis=1))), 1e-12)
+        return np.array([[s, 0.0, -s * c[0]], [0.0, s, -s * c[1]], [0.0, 0.0, 1.0]])
+
+    T0, T1 = normaliser(p0), normaliser(p1)
+    a = p0 @ T0[:2, :2].T + T0[:2, 2]
+    b = p1 @ T1[:2, :2].T + T1[:2, 2]
+    n = len(a)
+    one, zero = np.ones(n), np.zeros(n)
+    A = np.empty((2 * n, 9))
+    A[0::2] = np.stack([-a[:, 0], -a[:, 1], -one, zero, zero, zero,
+                        b[:, 0] * a[:, 0], b[:, 0] * a[:, 1], b[:, 0]], 1)
+    A[1::2] = np.stack([zero, zero, zero, -a[:, 0], -a[:, 1], -one,
+                        b[:, 1] * a[:, 0], b[:, 1] * a[:, 1], b[:, 1]], 1)
+    _, _, Vt = np.linalg.svd(A.T @ A)
+    H = np.linalg.inv(T1) @ Vt[-1].reshape(3, 3) @ T0
+    if not np.all(np.isfinite(H)) or abs(H[2, 2]) < 1e-12:
+        return None
+    return H / H[2, 2]
 
 
 def _pose_from_homography(H, K, p0, p1, R_ref, t_ref):

@@ -348,3 +348,17 @@ def test_covariance_too_few_points_is_unknown() -> None:
     x = np.hstack([np.random.default_rng(0).normal(size=(5, 2)), np.ones((5, 1))])
     cov = pose_covariance(x, x, np.eye(3), np.array([1.0, 0, 0]), 500.0, True)
     np.testing.assert_array_equal(cov, np.eye(6) * UNKNOWN_VARIANCE)
+
+
+def test_homography_dlt_exact_and_noisy() -> None:
+    from dkp_slam.geometry import homography_dlt
+
+    rng = np.random.default_rng(3)
+    H = np.array([[1.1, 0.05, 12.0], [-0.03, 0.95, -7.0], [1e-4, -2e-4, 1.0]])
+    p0 = rng.uniform(0, 640, (200, 2))
+    q = np.hstack([p0, np.ones((200, 1))]) @ H.T
+    p1 = q[:, :2] / q[:, 2:]
+    np.testing.assert_allclose(homography_dlt(p0, p1), H, atol=1e-9)
+    noisy = homography_dlt(p0, p1 + rng.normal(0, 0.5, p1.shape))
+    assert np.median(np.linalg.norm(transfer_residuals(p0, p1, noisy), axis=1)) < 0.3
+    homography_dlt(np.zeros((4, 2)), p1[:4])  # degenerate input returns, never raises
