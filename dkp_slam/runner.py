@@ -33,8 +33,9 @@ def run_sequence(sequence: Sequence, config: FrontEndConfig, output_dir: str | P
       scaled to the true lengths), and the plot ``trajectory.png`` compares them;
     - ``frames/NNNNNN.png``: ``n_annotated`` evenly spaced frames with keypoints and tracks.
 
-    Unusable images (:class:`~dkp_slam.image.ImageError`) are counted in the summary as
-    ``skipped_frames`` and do not stop the run. Returns the summary dict.
+    Unreadable files and unusable images (:class:`~dkp_slam.image.ImageError`) are counted in
+    the summary as ``skipped_frames`` (with reasons under ``skipped``) and do not stop the run.
+    Returns the summary dict.
     """
     out = Path(output_dir)
     (out / "frames").mkdir(parents=True, exist_ok=True)
@@ -46,12 +47,12 @@ def run_sequence(sequence: Sequence, config: FrontEndConfig, output_dir: str | P
     records, skipped = [], []
     processing = 0.0
     for i in tqdm(range(n), desc=sequence.name, unit="frame", disable=not progress):
-        image = sequence.load_image(i)
         stamp = float(sequence.stamps[i])
-        t0 = time.perf_counter()
         try:
+            image = sequence.load_image(i)
+            t0 = time.perf_counter()
             result = frontend.process(image, stamp)
-        except ImageError as err:
+        except (ImageError, OSError) as err:  # unreadable file or unusable image: skip it
             skipped.append({"frame": i, "reason": str(err)})
             continue
         processing += time.perf_counter() - t0
@@ -64,12 +65,8 @@ def run_sequence(sequence: Sequence, config: FrontEndConfig, output_dir: str | P
 
     gt = None
     if sequence.gt_poses is not None and records:
+        # The front-end numbers only the frames it accepted, so record k is frame index k.
         gt = sequence.gt_poses[[r["sequence_index"] for r in records]]
-        # Records index frames by the front-end's counter; map them onto sequence positions.
-        remap = {r["index"]: k for k, r in enumerate(records)}
-        for r in records:
-            r["index"], r["reference_index"] = remap[r["index"]], remap.get(
-                r["reference_index"], -1)
     summary = summarize(records, gt, processing, config.detector.name)
     summary.update(sequence=sequence.name, source=str(sequence.meta.get("path", "")),
                    skipped_frames=len(skipped), skipped=skipped[:20],

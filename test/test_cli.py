@@ -101,3 +101,26 @@ def test_info_lists_detectors_and_defaults():
     assert proc.returncode == 0, proc.stderr
     assert "detectors: orb, sift" in proc.stdout
     assert '"max_keypoints": 1000' in proc.stdout
+
+
+def test_corrupt_and_unusable_frames_are_skipped_and_counted(tmp_path):
+    """A truncated PNG and a 1-pixel image in a folder: reported, not fatal."""
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur((rng.random((240, 320)) * 255).astype(np.uint8), (0, 0), 2.0)
+    base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), np.roll(base, 2 * i, axis=1))
+    data = (folder / "03.png").read_bytes()
+    (folder / "03.png").write_bytes(data[: len(data) // 3])  # truncated file
+    cv2.imwrite(str(folder / "04.png"), np.zeros((1, 1), np.uint8))
+    proc = dkp("run", folder, "--output", tmp_path / "o", "--json", tmp_path / "o.json",
+               "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "o.json").read_text())
+    assert summary["frames"] == 4
+    assert summary["skipped_frames"] == 2
+    reasons = " ".join(s["reason"] for s in summary["skipped"])
+    assert "03.png" in reasons and "smaller than" in reasons
+    assert "skipped frames              2" in proc.stdout
