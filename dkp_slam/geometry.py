@@ -302,11 +302,9 @@ def pose_covariance(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.nda
         cov[:3, 3:] = B @ c[3:, :3]
         cov[3:, :3] = cov[:3, 3:].T
     else:
-        K1 = np.eye(3)
-
         def residuals(p: np.ndarray) -> np.ndarray:
-            R10 = (so3_exp(p) @ R01).T
-            return transfer_residuals(x0[:, :2], x1[:, :2], K1 @ R10).ravel() * focal
+            R10 = (so3_exp(p) @ R01).T  # rotation-only homography in normalised coordinates
+            return transfer_residuals(x0[:, :2], x1[:, :2], R10).ravel() * focal
 
         cov[3:, 3:] = _numeric_covariance(residuals, 3) * (1.0 / focal**2)
     return cov
@@ -317,13 +315,16 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
                            conf: GeometryConfig) -> TwoViewResult:
     """Relative pose between two views from matched, undistorted pixel coordinates.
 
-    Steps: RANSAC homography and (with intrinsics) essential matrix; Torr's GRIC over all
-    correspondences picks among three models: rotation only (d=2, k=3: static camera, pure
-    rotation or parallax too small to observe a translation), homography (d=2, k=8: planar
-    scene) and essential matrix (d=3, k=5: general motion). ``conf.model_selection`` can force
-    H or E; a median rotation-compensated parallax below ``conf.min_parallax_px`` always means
-    rotation only, whose result has ``t = 0``. A planar scene with enough parallax gets its pose from the decomposition
-    of H that passes the cheirality check, ambiguity resolved towards the 5-point solution.
+    Steps: essential matrix by RANSAC (``conf.ransac_method``) with a cheirality check; a
+    homography fitted to the epipolar inliers (RANSAC when there is no E); a rotation-only
+    model refined on bearing vectors. Torr's GRIC, on the matches any model explains and with
+    the keypoint noise estimated from the epipolar residuals, picks among rotation only (d=2,
+    k=3: static camera, pure rotation), homography (d=2, k=8: planar scene) and essential
+    matrix (d=3, k=5: general motion). ``conf.model_selection`` can force H or E. A median
+    rotation-compensated parallax below ``conf.min_parallax_px`` always means rotation only,
+    whose result has ``t = 0``. A planar scene with enough parallax gets its pose from the
+    decomposition of H that passes the cheirality check, ambiguity resolved towards the
+    5-point solution. Without intrinsics only a RANSAC homography is estimated.
 
     Args:
         p0, p1: (N,2) matched undistorted pixel coordinates in the reference / current view.
