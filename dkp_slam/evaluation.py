@@ -94,10 +94,11 @@ def summarize(records: list[dict], gt_poses: Optional[np.ndarray], wall_time_s: 
     """The run summary (also written by ``--json``).
 
     Keys: ``frames``, ``fps`` (frames / wall time of processing), ``rot_err_median_deg``,
-    ``rot_err_p90_deg``, ``tdir_err_median_deg``, ``tdir_err_p90_deg`` (NaN without ground
-    truth), ``tracked_fraction`` (frames with a pose among those after the first),
-    ``status_counts``, ``keypoints_median``, ``inliers_median``, ``ms_per_frame`` (median per
-    stage) and ``detector``.
+    ``rot_err_p90_deg``, ``tdir_err_median_deg``, ``tdir_err_p90_deg``, ``tracked_fraction``
+    (frames with a pose among those after the first), ``status_counts``,
+    ``keypoints_median``, ``inliers_median``, ``ms_per_frame`` (median total),
+    ``ms_per_stage`` (median per stage), ``detector``; with ground truth also the keys of
+    :func:`trajectory_metrics`. Error figures are NaN without ground truth.
     """
     n = len(records)
     statuses = [r["status"] for r in records]
@@ -112,11 +113,12 @@ def summarize(records: list[dict], gt_poses: Optional[np.ndarray], wall_time_s: 
         "status_counts": counts,
         "keypoints_median": _median(r["keypoints"] for r in records),
         "inliers_median": _median(r["inliers"] for r in after_first),
-        "ms_per_frame": {
+        "ms_per_stage": {
             stage: _median(r["timings"].get(stage, np.nan) for r in records)
             for stage in ("detect", "match", "geometry", "track", "total")
         },
     }
+    out["ms_per_frame"] = out["ms_per_stage"]["total"]
     rot = tdir = np.full(0, np.nan)
     if gt_poses is not None:
         rot, tdir = relative_pose_errors(records, gt_poses)
@@ -125,7 +127,100 @@ def summarize(records: list[dict], gt_poses: Optional[np.ndarray], wall_time_s: 
         tdir_err_median_deg=_nanstat(tdir, 50), tdir_err_p90_deg=_nanstat(tdir, 90),
         frames_with_gt_error=int(np.isfinite(rot).sum()),
     )
+    out.update(trajectory_metrics(records, gt_poses) if gt_poses is not None
+               else {k: float("nan") for k in TRAJECTORY_KEYS})
     return out
+
+
+#: Keys added by :func:`trajectory_metrics`.
+TRAJECTORY_KEYS = ("pose_auc@5", "pose_auc@10", "pose_auc@20", "ate_sim3_rmse_m",
+                   "rpe_rot_rmse_deg", "rpe_trans_rmse_m")
+
+
+def pose_auc(errors_deg: np.ndarray, thresholds: tuple[float, ...] = (5.0, 10.0, 20.0)
+             ) -> list[float]:
+    """Area under the recall-vs-error curve up to each threshold, normalised to [0, 1].
+
+    ``errors_deg`` holds one pose error per pair (use ``inf`` for failures); recall at error
+    ``e`` is the share of pairs with error <= e. This is the relative-pose AUC of the
+    SuperGlue/LightGlue evaluations.
+    """
+    errors = np.sort(np.asarray(errors_deg, dtype=np.float64))
+    n = len(errors)
+    if n == 0:
+        return [float("nan")] * len(thresholds)
+    recall = np.arange(1, n + 1) / n
+    errors = np.concatenate([[0.0], errors])
+    recall = np.concatenate([[0.0], recall])
+    aucs = []
+    for t in thresholds:
+        last = int(np.searchsorted(errors, t))
+        e = np.concatenate([errors[:last], [t]])
+        r = np.concatenate([recall[:last], [recall[last - 1]]])
+        aucs.append(float(np.trapezoid(r, x=e) / t))
+    return aucs
+
+
+def trajectory_metrics(records: list[dict], gt_poses: np.ndarray) -> dict:
+    """Pose AUC and evo's ATE / RPE for a run with ground truth.
+
+    - ``pose_auc@5/10/20``: AUC of the per-frame pose error ``max(rotation error,
+      translation-direction error)``; frames without a pose count as failures (inf), and so do
+      frames that report no translation while the true one is not zero.
+    - ``ate_sim3_rmse_m``: RMSE of camera positions after a Sim(3) (Umeyama, with scale)
+      alignment of the chained unit-step trajectory to the ground truth (NaN when the ground
+      truth is degenerate for alignment, e.g. a static camera).
+    - ``rpe_rot_rmse_deg``: RMSE of the frame-to-frame relative rotation error.
+    - ``rpe_trans_rmse_m``: RMSE of the frame-to-frame relative translation error of the chain
+      whose step lengths come from the ground truth (isolates direction errors; monocular scale
+      is unobservable).
+    """
+    rot, tdir = relative_pose_errors(records, gt_poses)
+    valid_gt = np.array([np.all(np.isfinite(gt_poses[r["index"]])) for r in records])
+    pose_err = np.full(len(records), np.inf)
+    moving = np.array([_true_step(records, gt_poses, k) > 1e-3 for k in range(len(records))])
+    ok = np.isfinite(rot)
+    pose_err[ok] = np.where(moving[ok], np.fmax(rot[ok], np.nan_to_num(tdir[ok], nan=np.inf)),
+                            rot[ok])
+    considered = valid_gt.copy()
+    considered[0] = False  # the first frame has no reference
+    out = dict(zip(("pose_auc@5", "pose_auc@10", "pose_auc@20"), pose_auc(pose_err[considered])))
+    out.update(ate_sim3_rmse_m=float("nan"), rpe_rot_rmse_deg=float("nan"),
+               rpe_trans_rmse_m=float("nan"))
+    if valid_gt.sum() < 3:
+        return out
+    from evo.core import metrics
+    from evo.core.geometry import GeometryException
+    from evo.core.trajectory import PoseTrajectory3D
+
+    stamps = np.array([r["stamp"] for r in records])[valid_gt]
+    ref = PoseTrajectory3D(poses_se3=list(gt_poses[valid_gt]), timestamps=stamps)
+    chained = np.array([r["T_world_cam"] for r in records])[valid_gt]
+    scaled = gt_scaled_trajectory(records, gt_poses)[valid_gt]
+    est = PoseTrajectory3D(poses_se3=list(chained), timestamps=stamps)
+    try:
+        est.align(ref, correct_scale=True)
+        ape = metrics.APE(metrics.PoseRelation.translation_part)
+        ape.process_data((ref, est))
+        out["ate_sim3_rmse_m"] = float(ape.get_statistic(metrics.StatisticsType.rmse))
+    except GeometryException:
+        pass
+    gt_chain = PoseTrajectory3D(poses_se3=list(scaled), timestamps=stamps)
+    for key, relation in (("rpe_rot_rmse_deg", metrics.PoseRelation.rotation_angle_deg),
+                          ("rpe_trans_rmse_m", metrics.PoseRelation.translation_part)):
+        rpe = metrics.RPE(relation, delta=1, delta_unit=metrics.Unit.frames)
+        rpe.process_data((ref, gt_chain))
+        out[key] = float(rpe.get_statistic(metrics.StatisticsType.rmse))
+    return out
+
+
+def _true_step(records: list[dict], gt_poses: np.ndarray, k: int) -> float:
+    """Length of the true motion between record ``k`` and its reference (NaN if unknown)."""
+    ref = records[k]["reference_index"]
+    if ref < 0:
+        return float("nan")
+    d = gt_poses[records[k]["index"]][:3, 3] - gt_poses[ref][:3, 3]
+    return float(np.linalg.norm(d)) if np.all(np.isfinite(d)) else float("nan")
 
 
 def _median(values: Iterable[float]) -> float:

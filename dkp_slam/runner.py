@@ -123,10 +123,13 @@ def format_summary(summary: dict) -> str:
                                     if v)),
         ("median rotation error", f"{summary['rot_err_median_deg']:.3f} deg"),
         ("median transl.-dir. error", f"{summary['tdir_err_median_deg']:.3f} deg"),
+        ("pose AUC @5/10/20 deg", "{:.3f} / {:.3f} / {:.3f}".format(
+            summary["pose_auc@5"], summary["pose_auc@10"], summary["pose_auc@20"])),
+        ("ATE after Sim(3) [m]", f"{summary['ate_sim3_rmse_m']:.3f}"),
         ("median keypoints / inliers",
          f"{summary['keypoints_median']:.0f} / {summary['inliers_median']:.0f}"),
         ("ms per frame (median)", ", ".join(f"{k} {v:.1f}"
-                                            for k, v in summary["ms_per_frame"].items())),
+                                            for k, v in summary["ms_per_stage"].items())),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
