@@ -1,4 +1,4 @@
-"""``dkp-slam`` command line: ``demo``, ``run`` and ``info``."""
+"""``dkp-slam`` command line: ``demo``, ``run``, ``bench`` and ``info``."""
 
 from __future__ import annotations
 
@@ -66,6 +66,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     sub.add_parser("info", help="versions, devices, detectors and the default configuration")
+
+    bench = sub.add_parser("bench", help="measure detectors side by side (accuracy, speed)")
+    bsub = bench.add_subparsers(dest="bench_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--methods", default="orb,sift",
+                        help="comma-separated detector ids (see `dkp-slam info`)")
+    common.add_argument("--max-keypoints", type=int, default=1000, help="keypoint budget")
+    common.add_argument("--output", default="outputs/bench", help="output folder")
+    common.add_argument("--json", help="also write {method: {metric: value}} here")
+    common.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p = bsub.add_parser("homography", parents=[common],
+                        help="HPatches-layout scenes, or synthetic pairs from a photo folder")
+    p.add_argument("path", help="HPatches-layout folder (scenes with H_1_k) or photo folder")
+    p.add_argument("--pairs", type=int, default=100,
+                   help="synthetic pairs to generate from a photo folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic pairs")
+    p.add_argument("--resize-max", type=int, default=0,
+                   help="resize so the longer side is at most this (0 = keep)")
+    p = bsub.add_parser("odometry", parents=[common],
+                        help="relative pose and trajectory errors on a sequence")
+    p.add_argument("path", help="sequence (KITTI, TUM, EuRoC, image folder, video)")
+    p.add_argument("--max-frames", type=int, default=0, help="use at most this many frames")
+    p.add_argument("--config", help="base YAML config (detector name/budget are overridden)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p = bsub.add_parser("speed", parents=[common],
+                        help="per-stage latency, throughput and peak memory")
+    p.add_argument("path", nargs="?", help="sequence (default: the synthetic corridor)")
+    p.add_argument("--sizes", default="640x480,native", help="WxH list or 'native'")
+    p.add_argument("--frames", type=int, default=50, help="timed frames per measurement")
+    p.add_argument("--device", default="cpu", help="torch device for matching / networks")
     return parser
 
 
@@ -76,6 +106,8 @@ def main(argv: Optional[Seq[str]] = None) -> int:
     try:
         if args.command == "info":
             return _info()
+        if args.command == "bench":
+            return _bench(args)
         config = load_config(args.config, args.set)
         if args.command == "demo":
             from .synthetic import make_synthetic_sequence
@@ -106,6 +138,50 @@ def _run(sequence, config: FrontEndConfig, args) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text((out / "summary.json").read_text())
         print(f"summary JSON: {args.json}")
+    return 0
+
+
+def _bench(args) -> int:
+    from .bench import report
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    out = Path(args.output)
+    progress = not args.no_progress
+    if args.bench_command == "homography":
+        from .bench.homography import METRIC_KEYS, bench_homography
+
+        results, label = bench_homography(args.path, methods, args.max_keypoints, args.pairs,
+                                          args.seed, args.resize_max or None, progress)
+        columns = [k for k in METRIC_KEYS if k in next(iter(results.values()))]
+        name = f"homography_{label}_k{args.max_keypoints}"
+        report.plot_curves(out / f"{name}_mma.png",
+                           {m: (list(range(1, 11)), [r[f"mma@{t}"] for t in range(1, 11)])
+                            for m, r in results.items()},
+                           "threshold [px]", "MMA", f"{label}, {args.max_keypoints} keypoints")
+    elif args.bench_command == "odometry":
+        from .bench.odometry import ODOMETRY_METRICS, bench_odometry
+        from .datasets import open_sequence
+
+        sequence = open_sequence(args.path)
+        if args.max_frames > 0:
+            sequence = sequence.subset(0, args.max_frames)
+        base = load_config(args.config, args.set)
+        results = bench_odometry(sequence, methods, base, out, args.max_keypoints, progress)
+        columns, name = list(ODOMETRY_METRICS), f"odometry_{sequence.name}_k{args.max_keypoints}"
+    else:
+        from .bench.speed import bench_speed, parse_size
+
+        sizes = [parse_size(s) for s in args.sizes.split(",")]
+        results = bench_speed(methods, sizes, args.frames, args.max_keypoints, args.device,
+                              args.path)
+        columns = ["keypoints_median", "detector_ms", "after_detection_ms", "ms_per_frame",
+                   "total_ms_p90", "fps", "peak_rss_mb"]
+        name = f"speed_{args.device}_k{args.max_keypoints}"
+    table = report.markdown_table(results, columns)
+    report.write_results(out, name, results, table, args.json,
+                         header=f"`dkp-slam {' '.join(sys.argv[1:]) or 'bench'}`")
+    print(table)
+    print(f"\nwritten: {out / (name + '.md')}, {out / (name + '.json')}")
     return 0
 
 

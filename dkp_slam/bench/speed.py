@@ -1,0 +1,143 @@
+"""Speed and memory benchmark: per-stage latency (median, p90), throughput and peak memory of
+the whole front-end, per detector, image size and device.
+
+Each (method, size) runs in a fresh Python process so that peak memory and thread state of one
+method never leak into the next. ``python -m dkp_slam.bench.speed --method orb ...`` is that
+child process; :func:`bench_speed` drives it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence as Seq
+
+import cv2
+import numpy as np
+
+STAGES = ("detect", "match", "geometry", "track", "total")
+
+
+def _rss_mb() -> float:
+    """Current resident set size (MB) from /proc, 0 where unavailable."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _load_sequence(path: Optional[str]):
+    if path:
+        from ..datasets import open_sequence
+
+        return open_sequence(path)
+    from ..synthetic import make_synthetic_sequence
+
+    return make_synthetic_sequence()
+
+
+def measure(method: str, size: Optional[tuple[int, int]], frames: int, max_keypoints: int,
+            device: str, path: Optional[str], warmup: int = 3) -> dict:
+    """Run ``frames`` frames (after ``warmup``) through a fresh front-end; see module doc.
+
+    ``size`` is (width, height) or None for the sequence's native resolution. Images are loaded
+    and resized before timing, so I/O is not measured.
+    """
+    from ..config import FrontEndConfig
+    from ..frontend import FrontEnd
+
+    seq = _load_sequence(path)
+    n = min(len(seq), frames + warmup)
+    images = [seq.load_image(i) for i in range(n)]
+    h0, w0 = images[0].shape[:2]
+    camera = seq.camera
+    if size is not None and size != (w0, h0):
+        images = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images]
+        if camera is not None:
+            camera = camera.scaled(size[0] / w0, size[1] / h0)
+    conf = FrontEndConfig.from_dict({"detector.name": method,
+                                     "detector.max_keypoints": max_keypoints,
+                                     "matcher.device": device})
+    fe = FrontEnd(conf, camera)
+    rss_before = _rss_mb()
+    timings, keypoints = [], []
+    t_start = None
+    for i, im in enumerate(images):
+        if i == warmup:
+            t_start = time.perf_counter()
+        r = fe.process(im, float(seq.stamps[i]))
+        if i >= warmup:
+            timings.append([r.timings[s] for s in STAGES])
+            keypoints.append(len(r.keypoints))
+    wall = time.perf_counter() - t_start
+    a = np.array(timings)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    h, w = images[0].shape[:2]
+    out = {"method": method, "device": device, "width": w, "height": h,
+           "frames": len(timings), "keypoints_median": float(np.median(keypoints)),
+           "ms_per_frame": float(np.median(a[:, -1])), "fps": len(timings) / wall,
+           "detector_ms": float(np.median(a[:, 0])),
+           "after_detection_ms": float(np.median(a[:, 1:4].sum(axis=1))),
+           "peak_rss_mb": peak, "rss_growth_mb": peak - rss_before}
+    for k, s in enumerate(STAGES):
+        out[f"{s}_ms_median"] = float(np.median(a[:, k]))
+        out[f"{s}_ms_p90"] = float(np.percentile(a[:, k], 90))
+    return out
+
+
+def bench_speed(methods: Seq[str], sizes: Seq[Optional[tuple[int, int]]], frames: int = 50,
+                max_keypoints: int = 1000, device: str = "cpu", path: Optional[str] = None
+                ) -> dict[str, dict]:
+    """Measure each method at each size in its own process.
+
+    Returns ``{"<method>@<W>x<H>": {metric: value}}`` with the keys of :func:`measure`.
+    """
+    results = {}
+    for method in methods:
+        for size in sizes:
+            cmd = [sys.executable, "-m", "dkp_slam.bench.speed", "--method", method,
+                   "--frames", str(frames), "--keypoints", str(max_keypoints),
+                   "--device", device]
+            if size is not None:
+                cmd += ["--size", f"{size[0]}x{size[1]}"]
+            if path:
+                cmd += ["--path", str(path)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"speed benchmark of {method} failed:\n{proc.stderr[-2000:]}")
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[f"{method}@{r['width']}x{r['height']}"] = r
+    return results
+
+
+def parse_size(text: str) -> Optional[tuple[int, int]]:
+    """``"640x480"`` -> (640, 480); ``"native"`` -> None."""
+    if text == "native":
+        return None
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def main(argv: Optional[Seq[str]] = None) -> int:
+    p = argparse.ArgumentParser(description="one speed measurement (child process)")
+    p.add_argument("--method", required=True)
+    p.add_argument("--size", default="native")
+    p.add_argument("--frames", type=int, default=50)
+    p.add_argument("--keypoints", type=int, default=1000)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--path")
+    a = p.parse_args(argv)
+    print(json.dumps(measure(a.method, parse_size(a.size), a.frames, a.keypoints, a.device,
+                             a.path)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
