@@ -144,7 +144,13 @@ def _run(sequence, config: FrontEndConfig, args) -> int:
 def _bench(args) -> int:
     from .bench import report
 
+    from .features import DETECTORS
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in DETECTORS]
+    if unknown or not methods:
+        raise ConfigError(f"unknown method(s) {unknown or methods}; available: "
+                          f"{', '.join(sorted(DETECTORS))}")
     out = Path(args.output)
     progress = not args.no_progress
     if args.bench_command == "homography":

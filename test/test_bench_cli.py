@@ -1,0 +1,54 @@
+"""``dkp-slam bench`` end to end on small subsets of the real data (the full runs are in
+docs/BENCHMARKS.md)."""
+
+import json
+import subprocess
+import sys
+
+from conftest import shared_data
+
+
+def bench(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dkp_slam.cli", "bench", *map(str, args)],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_bench_odometry_kitti_subset(tmp_path):
+    kitti = shared_data("sequences", "kitti07_0000-0159")
+    proc = bench("odometry", kitti, "--methods", "orb,sift", "--max-frames", 15,
+                 "--output", tmp_path, "--json", tmp_path / "o.json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "o.json").read_text())
+    assert set(res) == {"orb", "sift"}
+    for m in res.values():
+        assert m["tracked_fraction"] == 1.0
+        assert 0 < m["rot_err_median_deg"] < 0.5
+        assert 0 < m["tdir_err_median_deg"] < 10
+        assert 0 <= m["pose_auc@5"] <= m["pose_auc@10"] <= m["pose_auc@20"] <= 1
+        assert m["ms_per_frame"] > 0
+    assert (tmp_path / "trajectories.png").is_file()
+    assert "| orb |" in proc.stdout and "| sift |" in proc.stdout
+
+
+def test_bench_speed_reports_stages_and_memory(tmp_path):
+    kitti = shared_data("sequences", "kitti07_0000-0159")
+    proc = bench("speed", kitti, "--methods", "orb", "--sizes", "320x240,native",
+                 "--frames", 5, "--output", tmp_path, "--json", tmp_path / "s.json")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert set(res) == {"orb@320x240", "orb@1226x370"}
+    for r in res.values():
+        assert r["frames"] == 5
+        assert r["detect_ms_median"] > 0 and r["total_ms_p90"] >= r["total_ms_median"]
+        assert r["ms_per_frame"] >= r["detector_ms"]
+        assert r["peak_rss_mb"] > 50
+        assert r["fps"] > 0
+    assert (tmp_path / "speed_cpu_k1000.md").read_text().count("| orb@") == 2
+
+
+def test_bench_rejects_unknown_method(tmp_path):
+    proc = bench("speed", "--methods", "nope", "--sizes", "320x240", "--frames", 2,
+                 "--output", tmp_path)
+    assert proc.returncode == 2
+    assert "nope" in proc.stderr and "available: " in proc.stderr
+    assert "Traceback" not in proc.stderr
