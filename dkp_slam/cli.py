@@ -152,6 +152,7 @@ def _bench(args) -> int:
         raise ConfigError(f"unknown method(s) {unknown or methods}; available: "
                           f"{', '.join(sorted(DETECTORS))}")
     out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
     if args.bench_command == "homography":
         from .bench.homography import METRIC_KEYS, bench_homography

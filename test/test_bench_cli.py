@@ -52,3 +52,23 @@ def test_bench_rejects_unknown_method(tmp_path):
     assert proc.returncode == 2
     assert "nope" in proc.stderr and "available: " in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bench_homography_oxford_and_synthetic(tmp_path):
+    oxford = shared_data("homography", "oxford")
+    photos = shared_data("train", "bsds500", "val")
+    proc = bench("homography", oxford, "--methods", "orb", "--output", tmp_path,
+                 "--json", tmp_path / "ox.json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    ox = json.loads((tmp_path / "ox.json").read_text())["orb"]
+    assert ox["pairs"] == 30
+    assert 0.3 < ox["repeatability"] < 0.9 and 0.2 < ox["mma@3"] <= 1.0
+    assert ox["mma@1"] <= ox["mma@3"] <= ox["mma@5"]
+    assert ox["hom_acc@1"] <= ox["hom_acc@3"] <= ox["hom_acc@5"]
+    assert (tmp_path / "homography_oxford_k1000_mma.png").is_file()
+    proc = bench("homography", photos, "--methods", "orb,sift", "--pairs", 4, "--seed", 3,
+                 "--output", tmp_path, "--json", tmp_path / "sy.json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    sy = json.loads((tmp_path / "sy.json").read_text())
+    assert set(sy) == {"orb", "sift"} and sy["sift"]["pairs"] == 4
+    assert (tmp_path / "homography_bsds500-val_synth4_s3_k1000.md").is_file()

@@ -1,0 +1,2 @@
+"""Benchmarks: homography pairs (HPatches layout, synthetic), detector/descriptor metrics,
+odometry and speed."""
