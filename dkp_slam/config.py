@@ -44,7 +44,8 @@ class DetectorConfig:
     """Keypoint detection and description.
 
     Attributes:
-        name: detector id: ``orb`` or ``sift``.
+        name: detector id: ``orb``, ``sift``, or a benchmark peer (``akaze``, ``aliked-t16``,
+            ``aliked-n16``, ``disk``, ``xfeat``; see :mod:`dkp_slam.features.peers`).
         max_keypoints: keypoint budget per frame.
         nms_radius: extra non-maximum suppression radius in pixels over the detector's own
             (0 disables; ORB and SIFT already suppress non-maxima themselves).
@@ -190,7 +191,7 @@ ROS_ONLY_KEYS = {"node", "use_sim_time", "qos_overrides", "start_type_descriptio
 #: Allowed values / ranges; one place used by the dataclass validation and the ROS node's
 #: parameter descriptors.
 CHOICES: dict[str, tuple] = {
-    "detector.name": ("orb", "sift"),
+    "detector.name": ("orb", "sift", "akaze", "aliked-t16", "aliked-n16", "disk", "xfeat"),
     "geometry.ransac_method": ("magsac", "usac_default", "ransac"),
     "geometry.model_selection": ("gric", "essential", "homography"),
     "tracker.reference": ("previous", "keyframe"),

@@ -5,10 +5,14 @@ from __future__ import annotations
 from ..config import DetectorConfig
 from .base import Detector, select_keypoints
 from .opencv import OrbDetector, SiftDetector
+from .peers import PEERS
 
 DETECTORS: dict[str, type[Detector]] = {
     "orb": OrbDetector,
     "sift": SiftDetector,
+    # Benchmark peers (AKAZE, ALIKED, DISK, XFeat); the learned ones import their optional
+    # packages only when created.
+    **PEERS,
 }
 
 
