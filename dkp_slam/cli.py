@@ -174,7 +174,8 @@ def _bench(args) -> int:
             sequence = sequence.subset(0, args.max_frames)
         base = load_config(args.config, args.set)
         results = bench_odometry(sequence, methods, base, out, args.max_keypoints, progress)
-        columns, name = list(ODOMETRY_METRICS), f"odometry_{sequence.name}_k{args.max_keypoints}"
+        columns = list(ODOMETRY_METRICS)
+        name = f"odometry_{sequence.name}_n{len(sequence)}_k{args.max_keypoints}"
     else:
         from .bench.speed import bench_speed, parse_size
 

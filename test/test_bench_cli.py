@@ -26,7 +26,8 @@ def test_bench_odometry_kitti_subset(tmp_path):
         assert 0 < m["tdir_err_median_deg"] < 10
         assert 0 <= m["pose_auc@5"] <= m["pose_auc@10"] <= m["pose_auc@20"] <= 1
         assert m["ms_per_frame"] > 0
-    assert (tmp_path / "trajectories.png").is_file()
+    assert (tmp_path / "trajectories_kitti07_0000-0159_n15_k1000.png").is_file()
+    assert (tmp_path / "odometry_kitti07_0000-0159_n15_k1000.md").is_file()
     assert "| orb |" in proc.stdout and "| sift |" in proc.stdout
 
 

@@ -386,7 +386,8 @@ def load_pairs(path: str, n_pairs: int = 100, seed: int = 0,
     if not root.is_dir():
         raise FileNotFoundError(f"benchmark data folder not found: {root}")
     if any(d.is_dir() and (d / "H_1_2").is_file() for d in root.iterdir()):
-        return load_hpatches(root, resize_max=resize_max), root.name
+        label = root.name + (f"_r{resize_max}" if resize_max else "")
+        return load_hpatches(root, resize_max=resize_max), label
     pairs = synthetic_pairs(root, n_pairs, seed=seed)
     return pairs, f"{root.parent.name}-{root.name}_synth{n_pairs}_s{seed}"
 

@@ -23,24 +23,25 @@ def bench_odometry(sequence: Sequence, methods: Seq[str], base: FrontEndConfig,
                    progress: bool = True) -> dict[str, dict]:
     """Run each detector over ``sequence`` with otherwise identical settings.
 
-    Each method's full outputs go to ``output_dir/<sequence>_<method>_k<max_keypoints>/``
+    Each method's full outputs go to ``output_dir/<sequence>_n<frames>_<method>_k<budget>/``
     (see :func:`dkp_slam.runner.run_sequence`); ``trajectories.png`` overlays the
     ground-truth-scaled trajectories. Returns ``{method: {metric: value}}``.
     """
     out = Path(output_dir)
+    tag = f"{sequence.name}_n{len(sequence)}"
     results: dict[str, dict] = {}
     trajectories = {}
     for method in methods:
         conf = FrontEndConfig.from_dict({**base.flat(), "detector.name": method,
                                          "detector.max_keypoints": max_keypoints})
-        run_dir = out / f"{sequence.name}_{method}_k{max_keypoints}"
+        run_dir = out / f"{tag}_{method}_k{max_keypoints}"
         summary = run_sequence(sequence, conf, run_dir, n_annotated=2, progress=progress)
         results[method] = {k: summary[k] for k in ODOMETRY_METRICS}
         traj = run_dir / ("trajectory_gtscale_tum.txt" if summary["has_ground_truth"]
                           else "trajectory_tum.txt")
         trajectories[method] = np.loadtxt(traj, ndmin=2)[:, 1:4]
-    gt_file = next(out.glob(f"{sequence.name}_*_k{max_keypoints}/groundtruth_tum.txt"), None)
-    _plot_overlay(out / "trajectories.png", trajectories,
+    gt_file = next(out.glob(f"{tag}_*_k{max_keypoints}/groundtruth_tum.txt"), None)
+    _plot_overlay(out / f"trajectories_{tag}_k{max_keypoints}.png", trajectories,
                   np.loadtxt(gt_file, ndmin=2)[:, 1:4] if gt_file else None, sequence.name)
     return results
 
