@@ -205,14 +205,21 @@ def sampson_residuals(x0: np.ndarray, x1: np.ndarray, E: np.ndarray) -> np.ndarr
     return num / np.maximum(den, 1e-15)
 
 
-def _apply_h(H: np.ndarray, p: np.ndarray) -> np.ndarray:
-    q = np.hstack([p, np.ones((len(p), 1))]) @ H.T
-    return q[:, :2] / q[:, 2:3]
+def apply_homography(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Map (N,2) points by a 3x3 homography; points sent to or behind infinity
+    (``w <= 1e-12``) become ``inf``."""
+    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+    q = pts @ H[:2, :2].T + H[:2, 2]
+    w = pts @ H[2, :2] + H[2, 2]
+    out = np.full_like(q, np.inf)
+    ok = w > 1e-12
+    out[ok] = q[ok] / w[ok, None]
+    return out
 
 
 def transfer_residuals(p0: np.ndarray, p1: np.ndarray, H: np.ndarray) -> np.ndarray:
     """Per-point transfer error vectors ``p1 - H p0`` (N,2) in pixels."""
-    return p1 - _apply_h(H, p0)
+    return p1 - apply_homography(H, p0)
 
 
 def gric(sq_residuals: np.ndarray, sigma: float, d: int, k: int, r: int = 4) -> float:
@@ -413,9 +420,9 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     H_rot = K @ R_rot.T @ Kinv
     if model == "homography":
         # The flow H adds to the rotation alone: its translation part, free of keypoint noise.
-        parallax = _median_flow(_apply_h(H, p0[inliers]), _apply_h(H_rot, p0[inliers]))
+        parallax = _median_flow(apply_homography(H, p0[inliers]), apply_homography(H_rot, p0[inliers]))
     else:
-        parallax = _median_flow(p1[inliers], _apply_h(H_rot, p0[inliers]))
+        parallax = _median_flow(p1[inliers], apply_homography(H_rot, p0[inliers]))
     res.parallax_px, res.inliers = parallax, inliers
     if model == "rotation" or parallax < conf.min_parallax_px:
         res.model, res.R, res.t = "rotation", R_rot, np.zeros(3)
@@ -432,7 +439,7 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
 
 
 def _sq_transfer(p0: np.ndarray, p1: np.ndarray, H: np.ndarray) -> np.ndarray:
-    d = p1 - _apply_h(H, p0)
+    d = p1 - apply_homography(H, p0)
     return np.einsum("ij,ij->i", d, d)
 
 

@@ -94,9 +94,25 @@ class Matcher:
         return (np.stack([rows, nn01[rows]], 1).astype(np.int64),
                 dist[keep].astype(np.float32))
 
+    def distance_matrix(self, desc0: torch.Tensor, desc1: torch.Tensor, binary: bool
+                        ) -> np.ndarray:
+        """(N0,N1) float32 distances between prepared sets: Hamming bits or L2."""
+        sim = (desc0 @ desc1.T).cpu().numpy()
+        return self._distance(sim, desc0.shape[1], binary).astype(np.float32)
+
     @staticmethod
     def _distance(sim: np.ndarray, dim: int, binary: bool) -> np.ndarray:
         """Similarity -> Hamming bits (binary) or L2 distance (unit float descriptors)."""
         if binary:
             return (dim - sim) * 0.5
         return np.sqrt(np.clip(2.0 - 2.0 * sim, 0.0, None))
+
+
+def descriptor_distances(desc0: np.ndarray, desc1: np.ndarray) -> np.ndarray:
+    """(N0,N1) float32 distances between raw descriptor sets, as :meth:`Matcher.match` reports
+    them: Hamming bits for packed uint8 descriptors, L2 for float ones."""
+    d0, d1 = np.asarray(desc0), np.asarray(desc1)
+    if len(d0) == 0 or len(d1) == 0:
+        return np.zeros((len(d0), len(d1)), dtype=np.float32)
+    m = Matcher()
+    return m.distance_matrix(m.prepare(d0), m.prepare(d1), d0.dtype == np.uint8)

@@ -10,13 +10,13 @@ import pytest
 
 from conftest import shared_data
 from dkp_slam.bench.homography import (SUMMARY_KEYS, aggregate, average_precision,
-                                       descriptor_distances, evaluate_detector, evaluate_pair,
-                                       repeatability)
-from dkp_slam.bench.pairs import (HomographyPair, apply_h, load_hpatches, scale_matrix,
+                                       evaluate_detector, evaluate_pair, repeatability)
+from dkp_slam.bench.pairs import (HomographyPair, load_hpatches, scale_matrix,
                                   synthetic_pairs)
 from dkp_slam.config import DetectorConfig
 from dkp_slam.features import create_detector
-from dkp_slam.matching import Matcher
+from dkp_slam.geometry import apply_homography
+from dkp_slam.matching import Matcher, descriptor_distances
 
 SHAPE = (240, 320)
 #: A mild perspective homography that keeps the central part of a 240x320 image in view.
@@ -67,7 +67,7 @@ def _centroid(img: np.ndarray, around: np.ndarray, radius: int = 12) -> np.ndarr
 @pytest.mark.parametrize("binary", [False, True], ids=["float", "binary"])
 def test_perfect_detector(H: np.ndarray, binary: bool) -> None:
     kp0 = _grid_keypoints()
-    kp1 = apply_h(H, kp0)
+    kp1 = apply_homography(H, kp0)
     assert np.all((kp1 > 0) & (kp1 < np.array(SHAPE[::-1]) - 1))  # all in the shared region
     if binary:
         desc = np.random.default_rng(1).integers(0, 256, (len(kp0), 32), dtype=np.uint8)
@@ -251,17 +251,17 @@ def test_load_hpatches_resize_keeps_homography_consistent(tmp_path) -> None:
     np.testing.assert_array_equal(small.image1, full[0].image1)
     S0 = scale_matrix(0.5, 0.5)
     pts = rng.uniform(0, 300, (10, 2))
-    np.testing.assert_allclose(apply_h(small.H_0_1, apply_h(S0, pts)), apply_h(H, pts),
+    np.testing.assert_allclose(apply_homography(small.H_0_1, apply_homography(S0, pts)), apply_homography(H, pts),
                                atol=1e-9)
     # the blob, located in both images, is mapped by the adjusted homography
-    c0 = _centroid(small.image0, apply_h(S0, p[None])[0], radius=6)
-    np.testing.assert_allclose(c0, apply_h(S0, p[None])[0], atol=0.1)
-    c1 = _centroid(small.image1, apply_h(H, p[None])[0], radius=10)
-    np.testing.assert_allclose(c1, apply_h(H, p[None])[0], atol=0.1)
-    np.testing.assert_allclose(apply_h(small.H_0_1, c0[None])[0], c1, atol=0.15)
+    c0 = _centroid(small.image0, apply_homography(S0, p[None])[0], radius=6)
+    np.testing.assert_allclose(c0, apply_homography(S0, p[None])[0], atol=0.1)
+    c1 = _centroid(small.image1, apply_homography(H, p[None])[0], radius=10)
+    np.testing.assert_allclose(c1, apply_homography(H, p[None])[0], atol=0.1)
+    np.testing.assert_allclose(apply_homography(small.H_0_1, c0[None])[0], c1, atol=0.15)
     # the naive scaling p -> p * s would be off by about half a pixel here
     naive = H @ np.linalg.inv(np.diag([0.5, 0.5, 1]))
-    assert np.linalg.norm(apply_h(naive, c0[None])[0] - c1) > 0.4
+    assert np.linalg.norm(apply_homography(naive, c0[None])[0] - c1) > 0.4
     with pytest.raises(FileNotFoundError):
         load_hpatches(tmp_path, scenes=["missing"])
 
@@ -313,7 +313,7 @@ def test_synthetic_pairs_homography_maps_content(photo_folder) -> None:
     noisy = synthetic_pairs(photo_folder, 6, seed=11)
     for p, q in zip(clean, noisy):
         np.testing.assert_array_equal(p.H_0_1, q.H_0_1)  # geometry independent of photometry
-        target = apply_h(p.H_0_1, marker[None])[0]
+        target = apply_homography(p.H_0_1, marker[None])[0]
         np.testing.assert_allclose(_centroid(p.image1, target), target, atol=0.3)
         h, w = p.image0.shape
         np.testing.assert_array_equal(
@@ -321,7 +321,7 @@ def test_synthetic_pairs_homography_maps_content(photo_folder) -> None:
         assert not np.array_equal(p.image1, q.image1)
         # most of image0 stays in view
         u, v = np.meshgrid(np.arange(0, w, 8), np.arange(0, h, 8))
-        pts = apply_h(p.H_0_1, np.stack([u.ravel(), v.ravel()], 1))
+        pts = apply_homography(p.H_0_1, np.stack([u.ravel(), v.ravel()], 1))
         assert np.mean((pts[:, 0] > -0.5) & (pts[:, 0] < w - 0.5)
                        & (pts[:, 1] > -0.5) & (pts[:, 1] < h - 0.5)) >= 0.55
 

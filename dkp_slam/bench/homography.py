@@ -52,9 +52,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..config import GeometryConfig
-from ..geometry import find_homography
-from ..matching import Matcher
-from .pairs import HomographyPair, apply_h
+from ..geometry import apply_homography, find_homography
+from ..matching import Matcher, descriptor_distances
+from .pairs import HomographyPair
 
 #: Pixel thresholds of the mean matching accuracy.
 MMA_THRESHOLDS: tuple[int, ...] = tuple(range(1, 11))
@@ -93,8 +93,8 @@ def shared_masks(kp0: np.ndarray, kp1: np.ndarray, H_0_1: np.ndarray, shape0: Se
         image1 keypoints warped by its inverse, and the boolean masks of the keypoints whose
         warp lands inside the other image.
     """
-    w01 = apply_h(H_0_1, kp0)
-    w10 = apply_h(np.linalg.inv(H_0_1), kp1)
+    w01 = apply_homography(H_0_1, kp0)
+    w10 = apply_homography(np.linalg.inv(H_0_1), kp1)
     return w01, w10, inside_image(w01, shape1), inside_image(w10, shape0)
 
 
@@ -137,27 +137,12 @@ def corner_error(H_est: Optional[np.ndarray], H_true: np.ndarray, shape0: Sequen
         return math.inf
     h, w = int(shape0[0]), int(shape0[1])
     c = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
-    err = np.linalg.norm(apply_h(np.asarray(H_est, np.float64), c) - apply_h(H_true, c), axis=1)
+    err = np.linalg.norm(apply_homography(np.asarray(H_est, np.float64), c) - apply_homography(H_true, c), axis=1)
     e = float(err.mean())
     return e if np.isfinite(e) else math.inf
 
 
 # ====================================================================== descriptor helpers
-def descriptor_distances(desc0: np.ndarray, desc1: np.ndarray) -> np.ndarray:
-    """(N0,N1) float32 distance matrix: Hamming bits for packed uint8 descriptors, L2 otherwise
-    (the same distances :class:`dkp_slam.matching.Matcher` reports)."""
-    d0, d1 = np.asarray(desc0), np.asarray(desc1)
-    if len(d0) == 0 or len(d1) == 0:
-        return np.zeros((len(d0), len(d1)), dtype=np.float32)
-    if d0.dtype == np.uint8:
-        b0 = np.unpackbits(d0, axis=1).astype(np.float32) * 2 - 1
-        b1 = np.unpackbits(d1, axis=1).astype(np.float32) * 2 - 1
-        return np.rint((b0.shape[1] - b0 @ b1.T) * 0.5).astype(np.float32)
-    a, b = d0.astype(np.float32), d1.astype(np.float32)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return np.sqrt(np.clip(sq, 0.0, None)).astype(np.float32)
-
-
 def average_precision(distances: np.ndarray, positive: np.ndarray,
                       num_positives: Optional[int] = None) -> float:
     """Average precision of detections ranked by increasing ``distances``.
@@ -411,6 +396,6 @@ def bench_homography(path: str, methods: Sequence[str], max_keypoints: int = 100
 
 
 __all__ = ["evaluate_pair", "aggregate", "evaluate_detector", "repeatability", "nn_map",
-           "average_precision", "descriptor_distances", "corner_error", "shared_masks",
+           "average_precision", "corner_error", "shared_masks",
            "inside_image", "match_features", "MMA_THRESHOLDS", "HOM_THRESHOLDS", "SUMMARY_KEYS",
            "HOMOGRAPHY_RANSAC", "METRIC_KEYS", "load_pairs", "bench_homography"]

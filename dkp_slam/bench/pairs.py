@@ -22,6 +22,8 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
+from ..geometry import apply_homography
+
 PathLike = Union[str, Path]
 
 #: Image file extensions tried, in order, for the HPatches layout.
@@ -196,23 +198,11 @@ def sample_homography(rng: np.random.Generator, shape: tuple[int, int], *,
             continue
         H = cv2.getPerspectiveTransform(corners.astype(np.float32), dst.astype(np.float32))
         H = normalise_h(H)
-        fwd = _inside(apply_h(H, grid), shape).mean()
-        bwd = _inside(apply_h(np.linalg.inv(H), grid), shape).mean()
+        fwd = _inside(apply_homography(H, grid), shape).mean()
+        bwd = _inside(apply_homography(np.linalg.inv(H), grid), shape).mean()
         if fwd >= min_overlap and bwd >= min_overlap:
             return H
     return A
-
-
-def apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Apply a 3x3 homography to (N,2) points; points mapped to or behind infinity
-    (``w <= 1e-12``) become ``inf``."""
-    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-    q = pts @ H[:2, :2].T + H[:2, 2]
-    wz = pts @ H[2, :2] + H[2, 2]
-    out = np.full_like(q, np.inf)
-    ok = wz > 1e-12
-    out[ok] = q[ok] / wz[ok, None]
-    return out
 
 
 def _inside(pts: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -318,5 +308,5 @@ def synthetic_pairs(folder: PathLike, n_pairs: int, seed: int = 0,
 
 
 __all__ = ["HomographyPair", "load_hpatches", "synthetic_pairs", "sample_homography",
-           "photometric_augment", "scale_matrix", "resize_max_side", "apply_h", "read_gray",
+           "photometric_augment", "scale_matrix", "resize_max_side", "read_gray",
            "normalise_h"]
