@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", help="sequence (default: the synthetic corridor)")
     p.add_argument("--sizes", default="640x480,native", help="WxH list or 'native'")
     p.add_argument("--frames", type=int, default=50, help="timed frames per measurement")
-    p.add_argument("--device", default="cpu", help="torch device for matching / networks")
+    p.add_argument("--device", default="cpu",
+                   help="torch device of the front-end (matching and learned detectors)")
     return parser
 
 

@@ -71,7 +71,8 @@ class MatcherConfig:
     """Mutual-nearest-neighbour matching.
 
     Attributes:
-        device: torch device for the similarity matrix (``cpu``, ``cuda``, ``cuda:0``).
+        device: torch device of the front-end (``cpu``, ``cuda``, ``cuda:0``): the similarity
+            matrix and the learned detectors run there.
         max_distance: reject float-descriptor matches with a larger L2 distance (0 = off).
         max_hamming: reject binary-descriptor matches with more differing bits (0 = off).
         ratio: Lowe's ratio test on distances, best / second best < ratio (1.0 = off).

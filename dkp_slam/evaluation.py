@@ -127,7 +127,7 @@ def summarize(records: list[dict], gt_poses: Optional[np.ndarray], wall_time_s: 
         tdir_err_median_deg=_nanstat(tdir, 50), tdir_err_p90_deg=_nanstat(tdir, 90),
         frames_with_gt_error=int(np.isfinite(rot).sum()),
     )
-    out.update(trajectory_metrics(records, gt_poses) if gt_poses is not None
+    out.update(trajectory_metrics(records, gt_poses, (rot, tdir)) if gt_poses is not None
                else {k: float("nan") for k in TRAJECTORY_KEYS})
     return out
 
@@ -161,7 +161,8 @@ def pose_auc(errors_deg: np.ndarray, thresholds: tuple[float, ...] = (5.0, 10.0,
     return aucs
 
 
-def trajectory_metrics(records: list[dict], gt_poses: np.ndarray) -> dict:
+def trajectory_metrics(records: list[dict], gt_poses: np.ndarray,
+                       errors: Optional[tuple[np.ndarray, np.ndarray]] = None) -> dict:
     """Pose AUC and evo's ATE / RPE for a run with ground truth.
 
     - ``pose_auc@5/10/20``: AUC of the per-frame pose error ``max(rotation error,
@@ -174,8 +175,10 @@ def trajectory_metrics(records: list[dict], gt_poses: np.ndarray) -> dict:
     - ``rpe_trans_rmse_m``: RMSE of the frame-to-frame relative translation error of the chain
       whose step lengths come from the ground truth (isolates direction errors; monocular scale
       is unobservable).
+
+    ``errors``: the output of :func:`relative_pose_errors`, when already computed.
     """
-    rot, tdir = relative_pose_errors(records, gt_poses)
+    rot, tdir = errors if errors is not None else relative_pose_errors(records, gt_poses)
     valid_gt = np.array([np.all(np.isfinite(gt_poses[r["index"]])) for r in records])
     pose_err = np.full(len(records), np.inf)
     moving = np.array([_true_step(records, gt_poses, k) > 1e-3 for k in range(len(records))])

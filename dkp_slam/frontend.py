@@ -100,7 +100,8 @@ class FrontEnd:
     def __init__(self, config: FrontEndConfig | None = None, camera: Camera | None = None):
         self.config = config or FrontEndConfig()
         self.config.validate()
-        self.detector = create_detector(self.config.detector)
+        # One torch device for the whole front-end: learned detectors and the matcher.
+        self.detector = create_detector(self.config.detector, self.config.matcher.device)
         self.matcher = Matcher(self.config.matcher)
         self.tracker = Tracker(self.config.tracker)
         self.camera: Optional[Camera] = None

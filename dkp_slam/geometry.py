@@ -439,7 +439,7 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
 
 
 def _sq_transfer(p0: np.ndarray, p1: np.ndarray, H: np.ndarray) -> np.ndarray:
-    d = p1 - apply_homography(H, p0)
+    d = transfer_residuals(p0, p1, H)
     return np.einsum("ij,ij->i", d, d)
 
 

@@ -54,7 +54,7 @@ from scipy.spatial import cKDTree
 from ..config import GeometryConfig
 from ..geometry import apply_homography, find_homography
 from ..matching import Matcher, descriptor_distances
-from .pairs import HomographyPair
+from .pairs import HomographyPair, inside_image
 
 #: Pixel thresholds of the mean matching accuracy.
 MMA_THRESHOLDS: tuple[int, ...] = tuple(range(1, 11))
@@ -76,14 +76,6 @@ DetectorFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
 
 # ====================================================================== geometry helpers
-def inside_image(points: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """(N,) bool: points (N,2) inside an image of ``shape`` (H, W, ...): ``-0.5 <= u < W-0.5``
-    and ``-0.5 <= v < H-0.5`` (pixel-centre convention; non-finite points are outside)."""
-    h, w = int(shape[0]), int(shape[1])
-    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    return ((p[:, 0] >= -0.5) & (p[:, 0] < w - 0.5) & (p[:, 1] >= -0.5) & (p[:, 1] < h - 0.5))
-
-
 def shared_masks(kp0: np.ndarray, kp1: np.ndarray, H_0_1: np.ndarray, shape0: Sequence[int],
                  shape1: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Warped keypoints and shared-region masks.
@@ -137,7 +129,8 @@ def corner_error(H_est: Optional[np.ndarray], H_true: np.ndarray, shape0: Sequen
         return math.inf
     h, w = int(shape0[0]), int(shape0[1])
     c = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
-    err = np.linalg.norm(apply_homography(np.asarray(H_est, np.float64), c) - apply_homography(H_true, c), axis=1)
+    err = np.linalg.norm(apply_homography(np.asarray(H_est, np.float64), c)
+                         - apply_homography(H_true, c), axis=1)
     e = float(err.mean())
     return e if np.isfinite(e) else math.inf
 

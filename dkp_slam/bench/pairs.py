@@ -198,17 +198,19 @@ def sample_homography(rng: np.random.Generator, shape: tuple[int, int], *,
             continue
         H = cv2.getPerspectiveTransform(corners.astype(np.float32), dst.astype(np.float32))
         H = normalise_h(H)
-        fwd = _inside(apply_homography(H, grid), shape).mean()
-        bwd = _inside(apply_homography(np.linalg.inv(H), grid), shape).mean()
+        fwd = inside_image(apply_homography(H, grid), shape).mean()
+        bwd = inside_image(apply_homography(np.linalg.inv(H), grid), shape).mean()
         if fwd >= min_overlap and bwd >= min_overlap:
             return H
     return A
 
 
-def _inside(pts: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    h, w = shape[:2]
-    return ((pts[:, 0] >= -0.5) & (pts[:, 0] < w - 0.5)
-            & (pts[:, 1] >= -0.5) & (pts[:, 1] < h - 0.5))
+def inside_image(points: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """(N,) bool: points (N,2) inside an image of ``shape`` (H, W, ...): ``-0.5 <= u < W-0.5``
+    and ``-0.5 <= v < H-0.5`` (pixel-centre convention; non-finite points are outside)."""
+    h, w = int(shape[0]), int(shape[1])
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return ((p[:, 0] >= -0.5) & (p[:, 0] < w - 0.5) & (p[:, 1] >= -0.5) & (p[:, 1] < h - 0.5))
 
 
 def _convex_same_orientation(quad: np.ndarray) -> bool:
@@ -309,4 +311,4 @@ def synthetic_pairs(folder: PathLike, n_pairs: int, seed: int = 0,
 
 __all__ = ["HomographyPair", "load_hpatches", "synthetic_pairs", "sample_homography",
            "photometric_augment", "scale_matrix", "resize_max_side", "read_gray",
-           "normalise_h"]
+           "normalise_h", "inside_image"]

@@ -16,13 +16,13 @@ DETECTORS: dict[str, type[Detector]] = {
 }
 
 
-def create_detector(conf: DetectorConfig) -> Detector:
-    """Instantiate the detector named by ``conf.name``."""
+def create_detector(conf: DetectorConfig, device: str = "cpu") -> Detector:
+    """Instantiate the detector named by ``conf.name``; learned detectors run on ``device``."""
     try:
         cls = DETECTORS[conf.name]
     except KeyError:
         raise ValueError(f"unknown detector {conf.name!r}; available: {sorted(DETECTORS)}")
-    return cls(conf)
+    return cls(conf, device)
 
 
 __all__ = ["Detector", "DETECTORS", "create_detector", "select_keypoints"]

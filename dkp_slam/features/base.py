@@ -31,7 +31,8 @@ class Detector:
     #: NMS and bucketing have something to choose from.
     oversample: float = 2.0
 
-    def __init__(self, conf: DetectorConfig):
+    def __init__(self, conf: DetectorConfig, device: str = "cpu"):
+        """``device`` is the torch device of learned detectors; OpenCV ones ignore it."""
         self.conf = conf
 
     def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:

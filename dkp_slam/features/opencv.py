@@ -16,8 +16,8 @@ class _OpenCVDetector(Detector):
     def _create(self) -> Any:
         raise NotImplementedError
 
-    def __init__(self, conf):
-        super().__init__(conf)
+    def __init__(self, conf, device: str = "cpu"):
+        super().__init__(conf, device)
         self.cv = self._create()
 
     def _detect(self, image):

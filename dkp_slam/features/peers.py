@@ -82,8 +82,8 @@ class AkazeDetector(Detector):
     #: AKAZE detector response threshold (OpenCV default 1e-3).
     threshold: float = 1e-4
 
-    def __init__(self, conf: DetectorConfig):
-        super().__init__(conf)
+    def __init__(self, conf: DetectorConfig, device: str = "cpu"):
+        super().__init__(conf, device)
         create = _akaze_factory()
         self.cv = create(threshold=self.threshold,
                          max_points=int(conf.max_keypoints * self.oversample))
@@ -110,7 +110,7 @@ class _TorchPeer(Detector):
     """Shared glue for the learned peers: grey uint8 -> float tensor in [0, 1] on ``device``."""
 
     def __init__(self, conf: DetectorConfig, device: str | torch.device = "cpu"):
-        super().__init__(conf)
+        super().__init__(conf, device)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} requested but CUDA is not available")
