@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=50, help="timed frames per measurement")
     p.add_argument("--device", default="cpu",
                    help="torch device of the front-end (matching and learned detectors)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable)")
     return parser
 
 
@@ -181,8 +183,10 @@ def _bench(args) -> int:
         from .bench.speed import bench_speed, parse_size
 
         sizes = [parse_size(s) for s in args.sizes.split(",")]
+        overrides = _parse_set(args.set)
+        FrontEndConfig.from_dict(overrides)  # fail here, not in a child process
         results = bench_speed(methods, sizes, args.frames, args.max_keypoints, args.device,
-                              args.path)
+                              args.path, overrides=overrides)
         columns = ["keypoints_median", "detector_ms", "after_detection_ms", "ms_per_frame",
                    "total_ms_p90", "fps", "peak_rss_mb"]
         name = f"speed_{args.device}_k{args.max_keypoints}"

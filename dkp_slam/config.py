@@ -89,7 +89,8 @@ class GeometryConfig:
     """Two-view geometry by RANSAC.
 
     Attributes:
-        ransac_method: ``magsac`` (OpenCV USAC MAGSAC++), ``usac_default`` or ``ransac``.
+        ransac_method: ``magsac`` (OpenCV USAC MAGSAC++), ``usac_default`` (LO-RANSAC),
+            ``usac_fast`` or ``ransac``.
         ransac_threshold_px: inlier threshold in (undistorted) pixels.
         ransac_confidence: RANSAC confidence.
         ransac_max_iters: iteration cap.
@@ -193,7 +194,7 @@ ROS_ONLY_KEYS = {"node", "use_sim_time", "qos_overrides", "start_type_descriptio
 #: parameter descriptors.
 CHOICES: dict[str, tuple] = {
     "detector.name": ("orb", "sift", "akaze", "aliked-t16", "aliked-n16", "disk", "xfeat"),
-    "geometry.ransac_method": ("magsac", "usac_default", "ransac"),
+    "geometry.ransac_method": ("magsac", "usac_default", "usac_fast", "ransac"),
     "geometry.model_selection": ("gric", "essential", "homography"),
     "tracker.reference": ("previous", "keyframe"),
 }

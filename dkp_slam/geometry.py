@@ -20,6 +20,7 @@ from .config import GeometryConfig
 _RANSAC_FLAGS = {
     "magsac": cv2.USAC_MAGSAC,
     "usac_default": cv2.USAC_DEFAULT,
+    "usac_fast": cv2.USAC_FAST,
     "ransac": cv2.RANSAC,
 }
 #: Variance used for unobservable directions in covariances (m^2 or rad^2).
@@ -211,10 +212,11 @@ def apply_homography(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
     pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
     q = pts @ H[:2, :2].T + H[:2, 2]
     w = pts @ H[2, :2] + H[2, 2]
-    out = np.full_like(q, np.inf)
-    ok = w > 1e-12
-    out[ok] = q[ok] / w[ok, None]
-    return out
+    bad = w <= 1e-12
+    if bad.any():
+        w = np.where(bad, 1.0, w)
+        q[bad] = np.inf
+    return q / w[:, None]
 
 
 def transfer_residuals(p0: np.ndarray, p1: np.ndarray, H: np.ndarray) -> np.ndarray:
@@ -240,6 +242,9 @@ def refine_rotation(x0: np.ndarray, x1: np.ndarray, p0: np.ndarray, p1: np.ndarr
     """Refine a rotation-only model (``x1 ~ R_10 x0``) by Kabsch/Wahba alignment of the unit
     bearing vectors of its inliers (squared transfer error below ``inlier_sq`` px^2).
 
+    A step is kept only if it lowers the robust cost :func:`capped_cost`; iteration stops when
+    the inlier set no longer changes.
+
     Args:
         x0, x1: (N,3) homogeneous normalised coordinates; p0, p1: the same points in pixels.
         R01: initial rotation (pose of camera 1 in camera 0); sq_res: its squared errors.
@@ -247,32 +252,45 @@ def refine_rotation(x0: np.ndarray, x1: np.ndarray, p0: np.ndarray, p1: np.ndarr
     Returns the refined ``R_0_1`` and the squared transfer errors (px^2) of all points.
     """
     Kinv = np.linalg.inv(K)
-    b0 = x0 / np.linalg.norm(x0, axis=1, keepdims=True)
-    b1 = x1 / np.linalg.norm(x1, axis=1, keepdims=True)
+    b0 = x0 / np.sqrt(np.einsum("ij,ij->i", x0, x0))[:, None]
+    b1 = x1 / np.sqrt(np.einsum("ij,ij->i", x1, x1))[:, None]
+    inl = sq_res < inlier_sq
+    cost = capped_cost(sq_res, inlier_sq)
     for _ in range(iterations):
-        inl = sq_res < inlier_sq
         if inl.sum() < 3:
             break
         U, _, Vt = np.linalg.svd(b1[inl].T @ b0[inl])  # R_10 = argmin sum |b1 - R b0|^2
-        D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-        R10 = U @ D @ Vt
+        if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+            U[:, 2] = -U[:, 2]
+        R10 = U @ Vt
         sq_new = _sq_transfer(p0, p1, K @ R10 @ Kinv)
-        if np.median(sq_new) > np.median(sq_res):
+        cost_new = capped_cost(sq_new, inlier_sq)
+        if cost_new >= cost:
             break
-        R01, sq_res = R10.T, sq_new
+        R01, sq_res, cost = R10.T, sq_new, cost_new
+        inl_new = sq_res < inlier_sq
+        if np.array_equal(inl_new, inl):
+            break
+        inl = inl_new
     return R01, sq_res
+
+
+def capped_cost(sq_res: np.ndarray, cap: float) -> float:
+    """Truncated least squares ``sum min(e^2, cap)``: the robust cost used to compare models."""
+    return float(np.minimum(sq_res, cap).sum())
 
 
 # ---------------------------------------------------------------------- covariance
 def _numeric_covariance(residual_fn: Callable[[np.ndarray], np.ndarray], n_params: int,
                         eps: float = 1e-6) -> np.ndarray:
-    """Gauss-Newton covariance ``s^2 (J^T J)^-1`` from forward differences at zero."""
-    r0 = residual_fn(np.zeros(n_params))
-    J = np.empty((len(r0), n_params))
-    for i in range(n_params):
-        d = np.zeros(n_params)
-        d[i] = eps
-        J[:, i] = (residual_fn(d) - r0) / eps
+    """Gauss-Newton covariance ``s^2 (J^T J)^-1`` from forward differences at zero.
+
+    ``residual_fn`` maps a (P, n_params) stack of parameter vectors to (P, M) residuals, so
+    the base point and all perturbations are evaluated in one vectorised call."""
+    params = np.vstack([np.zeros(n_params), np.eye(n_params) * eps])
+    r = residual_fn(params)
+    r0 = r[0]
+    J = ((r[1:] - r0) / eps).T
     dof = max(len(r0) - n_params, 1)
     s2 = float(r0 @ r0) / dof
     try:
@@ -281,39 +299,60 @@ def _numeric_covariance(residual_fn: Callable[[np.ndarray], np.ndarray], n_param
         return np.eye(n_params) * UNKNOWN_VARIANCE
 
 
+def _sampson_batch(x0: np.ndarray, x1: np.ndarray, Es: np.ndarray) -> np.ndarray:
+    """:func:`sampson_residuals` for a stack of essential matrices (P,3,3) -> (P,N)."""
+    Ex0 = x0 @ Es.transpose(0, 2, 1)  # (P,N,3)
+    Etx1 = x1 @ Es
+    num = (x1 * Ex0).sum(axis=2)
+    den = np.sqrt(Ex0[..., 0] ** 2 + Ex0[..., 1] ** 2 + Etx1[..., 0] ** 2 + Etx1[..., 1] ** 2)
+    return num / np.maximum(den, 1e-15)
+
+
 def pose_covariance(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.ndarray,
-                    focal: float, translation_valid: bool) -> np.ndarray:
+                    focal: float, translation_valid: bool, max_points: int = 200) -> np.ndarray:
     """6x6 covariance of ``T_0_1`` from the epipolar residuals of the inliers.
 
     Parameters are a small rotation ``w`` (``R = exp(w) R01``) and, when the translation is
     observable, a 2-D step on the unit sphere of ``t``. Residuals are Sampson distances in
     pixels (normalised distance x focal); the scale along ``t`` stays unknown, so that
     direction gets :data:`UNKNOWN_VARIANCE`.
+
+    The Jacobian is evaluated on at most ``max_points`` evenly strided inliers and the result
+    scaled by ``used / N`` (the information ``J^T J`` grows linearly with the point count), so
+    the cost does not grow with the keypoint budget.
     """
     cov = np.eye(6) * UNKNOWN_VARIANCE
-    if len(x0) < 6:
+    n = len(x0)
+    if n < 6:
         return cov
+    scale = 1.0
+    if n > max_points:
+        keep = np.linspace(0, n - 1, max_points).round().astype(np.int64)
+        x0, x1, scale = x0[keep], x1[keep], max_points / n
     if translation_valid:
         # Orthonormal basis of the tangent plane of the unit sphere at t.
         B = np.linalg.svd(t01.reshape(1, 3))[2][1:].T  # 3x2
 
-        def residuals(p: np.ndarray) -> np.ndarray:
-            R = so3_exp(p[:3]) @ R01
-            t = unit(t01 + B @ p[3:])
-            R10, t10 = invert_pose(R, t)
-            return sampson_residuals(x0, x1, skew(t10) @ R10) * focal
+        def residuals(params: np.ndarray) -> np.ndarray:
+            Es = []
+            for p in params:
+                R10, t10 = invert_pose(so3_exp(p[:3]) @ R01, unit(t01 + B @ p[3:]))
+                Es.append(skew(t10) @ R10)
+            return _sampson_batch(x0, x1, np.array(Es)) * focal
 
-        c = _numeric_covariance(residuals, 5) * (1.0 / focal**2)  # back to rad^2
+        c = _numeric_covariance(residuals, 5) * (scale / focal**2)  # back to rad^2
         cov[3:, 3:] = c[:3, :3]
         cov[:3, :3] = B @ c[3:, 3:] @ B.T + np.outer(t01, t01) * UNKNOWN_VARIANCE
         cov[:3, 3:] = B @ c[3:, :3]
         cov[3:, :3] = cov[:3, 3:].T
     else:
-        def residuals(p: np.ndarray) -> np.ndarray:
-            R10 = (so3_exp(p) @ R01).T  # rotation-only homography in normalised coordinates
-            return transfer_residuals(x0[:, :2], x1[:, :2], R10).ravel() * focal
+        def residuals(params: np.ndarray) -> np.ndarray:
+            # rotation-only homography in normalised coordinates
+            return np.stack([transfer_residuals(x0[:, :2], x1[:, :2],
+                                                (so3_exp(p) @ R01).T).ravel()
+                             for p in params]) * focal
 
-        cov[3:, 3:] = _numeric_covariance(residuals, 3) * (1.0 / focal**2)
+        cov[3:, 3:] = _numeric_covariance(residuals, 3) * (scale / focal**2)
     return cov
 
 
@@ -380,7 +419,7 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     for R in (R_e, nearest_rotation(Kinv @ H @ K).T if H is not None else None):
         if R is not None:
             sq = _sq_transfer(p0, p1, K @ R.T @ Kinv)
-            if sq_rot is None or np.median(sq) < np.median(sq_rot):
+            if sq_rot is None or capped_cost(sq, thr2) < capped_cost(sq_rot, thr2):
                 R_rot, sq_rot = R, sq
     if R_rot is None:
         return res
@@ -468,20 +507,24 @@ def homography_dlt(p0: np.ndarray, p1: np.ndarray) -> Optional[np.ndarray]:
 
     def normaliser(p):
         c = p.mean(axis=0)
-        s = np.sqrt(2.0) / max(float(np.mean(np.linalg.norm(p - c, axis=1))), 1e-12)
+        d = p - c
+        s = np.sqrt(2.0) / max(float(np.sqrt(np.einsum("ij,ij->i", d, d)).mean()), 1e-12)
         return np.array([[s, 0.0, -s * c[0]], [0.0, s, -s * c[1]], [0.0, 0.0, 1.0]])
 
     T0, T1 = normaliser(p0), normaliser(p1)
     a = p0 @ T0[:2, :2].T + T0[:2, 2]
     b = p1 @ T1[:2, :2].T + T1[:2, 2]
-    n = len(a)
-    one, zero = np.ones(n), np.zeros(n)
-    A = np.empty((2 * n, 9))
-    A[0::2] = np.stack([-a[:, 0], -a[:, 1], -one, zero, zero, zero,
-                        b[:, 0] * a[:, 0], b[:, 0] * a[:, 1], b[:, 0]], 1)
-    A[1::2] = np.stack([zero, zero, zero, -a[:, 0], -a[:, 1], -one,
-                        b[:, 1] * a[:, 0], b[:, 1] * a[:, 1], b[:, 1]], 1)
-    _, _, Vt = np.linalg.svd(A.T @ A)
+    # Normal equations A^T A of the DLT rows [-m, 0, bx m] and [0, -m, by m], m = (ax, ay, 1),
+    # assembled from 3x3 moment blocks instead of materialising the 2N x 9 matrix A.
+    m = np.hstack([a, np.ones((len(a), 1))])
+    mm = m.T @ m
+    AtA = np.zeros((9, 9))
+    AtA[0:3, 0:3] = AtA[3:6, 3:6] = mm
+    AtA[0:3, 6:9] = -(m * b[:, :1]).T @ m
+    AtA[3:6, 6:9] = -(m * b[:, 1:]).T @ m
+    AtA[6:9, 6:9] = (m * np.einsum("ij,ij->i", b, b)[:, None]).T @ m
+    AtA[6:9, 0:6] = AtA[0:6, 6:9].T
+    _, _, Vt = np.linalg.svd(AtA)
     H = np.linalg.inv(T1) @ Vt[-1].reshape(3, 3) @ T0
     if not np.all(np.isfinite(H)) or abs(H[2, 2]) < 1e-12:
         return None

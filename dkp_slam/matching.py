@@ -26,6 +26,9 @@ class Matcher:
         self.device = torch.device(self.conf.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"matcher.device={self.conf.device!r} but CUDA is not available")
+        # Reused similarity buffer: a fresh multi-MB allocation per frame costs page faults
+        # that, on CPU, take as long as the product itself.
+        self._sim = torch.empty(0, device=self.device)
 
     def prepare(self, descriptors: np.ndarray) -> torch.Tensor:
         """(N,D) float or (N,B) packed uint8 descriptors -> (N,D') float32 tensor on device.
@@ -60,7 +63,10 @@ class Matcher:
             return np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.float32)
         if desc0.shape[1] != desc1.shape[1]:
             raise ValueError(f"descriptor sizes differ: {desc0.shape[1]} vs {desc1.shape[1]}")
-        sim = desc0 @ desc1.T  # larger is closer in both cases
+        if self._sim.numel() < n0 * n1:
+            self._sim = torch.empty(n0 * n1, device=self.device)
+        sim = self._sim[: n0 * n1].view(n0, n1)
+        torch.mm(desc0, desc1.T, out=sim)  # larger is closer in both cases
         if sim.device.type == "cpu":
             # Zero-copy view: numpy's row/column reductions are several times faster than
             # torch's on CPU; the product itself stays on the configured device.
