@@ -40,11 +40,23 @@ class SiftConfig:
 
 
 @dataclass
+class DkpConfig:
+    """DKPNet options.
+
+    Attributes:
+        weights: weight file; empty = the model shipped in the package (``dkp_slam/weights``),
+            a bare file name = another shipped file, otherwise a path.
+    """
+
+    weights: str = ""
+
+
+@dataclass
 class DetectorConfig:
     """Keypoint detection and description.
 
     Attributes:
-        name: detector id: ``orb``, ``sift``, or a benchmark peer (``akaze``, ``aliked-t16``,
+        name: detector id: ``orb``, ``sift``, ``dkp`` (the project's DKPNet), or a benchmark peer (``akaze``, ``aliked-t16``,
             ``aliked-n16``, ``disk``, ``xfeat``; see :mod:`dkp_slam.features.peers`).
         max_keypoints: keypoint budget per frame.
         nms_radius: extra non-maximum suppression radius in pixels over the detector's own
@@ -64,6 +76,7 @@ class DetectorConfig:
     score_threshold: float = 0.0
     orb: OrbConfig = field(default_factory=OrbConfig)
     sift: SiftConfig = field(default_factory=SiftConfig)
+    dkp: DkpConfig = field(default_factory=DkpConfig)
 
 
 @dataclass
@@ -193,7 +206,7 @@ ROS_ONLY_KEYS = {"node", "use_sim_time", "qos_overrides", "start_type_descriptio
 #: Allowed values / ranges; one place used by the dataclass validation and the ROS node's
 #: parameter descriptors.
 CHOICES: dict[str, tuple] = {
-    "detector.name": ("orb", "sift", "akaze", "aliked-t16", "aliked-n16", "disk", "xfeat"),
+    "detector.name": ("orb", "sift", "dkp", "akaze", "aliked-t16", "aliked-n16", "disk", "xfeat"),
     "geometry.ransac_method": ("magsac", "usac_default", "usac_fast", "ransac"),
     "geometry.model_selection": ("gric", "essential", "homography"),
     "tracker.reference": ("previous", "keyframe"),

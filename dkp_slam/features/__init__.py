@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from ..config import DetectorConfig
 from .base import Detector, select_keypoints
+from .dkp import DKPDetector
 from .opencv import OrbDetector, SiftDetector
 from .peers import PEERS
 
 DETECTORS: dict[str, type[Detector]] = {
     "orb": OrbDetector,
     "sift": SiftDetector,
+    "dkp": DKPDetector,
     # Benchmark peers (AKAZE, ALIKED, DISK, XFeat); the learned ones import their optional
     # packages only when created.
     **PEERS,
