@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--output", default="outputs/bench", help="output folder")
     common.add_argument("--json", help="also write {method: {metric: value}} here")
     common.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    common.add_argument("--config", help="base YAML config (detector name/budget are overridden)")
+    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set detector.dkp.weights=W.pt")
     p = bsub.add_parser("homography", parents=[common],
                         help="HPatches-layout scenes, or synthetic pairs from a photo folder")
     p.add_argument("path", help="HPatches-layout folder (scenes with H_1_k) or photo folder")
@@ -88,8 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="relative pose and trajectory errors on a sequence")
     p.add_argument("path", help="sequence (KITTI, TUM, EuRoC, image folder, video)")
     p.add_argument("--max-frames", type=int, default=0, help="use at most this many frames")
-    p.add_argument("--config", help="base YAML config (detector name/budget are overridden)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p = bsub.add_parser("speed", parents=[common],
                         help="per-stage latency, throughput and peak memory")
     p.add_argument("path", nargs="?", help="sequence (default: the synthetic corridor)")
@@ -97,8 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=50, help="timed frames per measurement")
     p.add_argument("--device", default="cpu",
                    help="torch device of the front-end (matching and learned detectors)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (repeatable)")
     return parser
 
 
@@ -154,6 +153,7 @@ def _bench(args) -> int:
     if unknown or not methods:
         raise ConfigError(f"unknown method(s) {unknown or methods}; available: "
                           f"{', '.join(sorted(DETECTORS))}")
+    base = load_config(args.config, args.set)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
@@ -161,7 +161,8 @@ def _bench(args) -> int:
         from .bench.homography import METRIC_KEYS, bench_homography
 
         results, label = bench_homography(args.path, methods, args.max_keypoints, args.pairs,
-                                          args.seed, args.resize_max or None, progress)
+                                          args.seed, args.resize_max or None, progress,
+                                          base.detector)
         columns = [k for k in METRIC_KEYS if k in next(iter(results.values()))]
         name = f"homography_{label}_k{args.max_keypoints}"
         report.plot_curves(out / f"{name}_mma.png",
@@ -175,7 +176,6 @@ def _bench(args) -> int:
         sequence = open_sequence(args.path)
         if args.max_frames > 0:
             sequence = sequence.subset(0, args.max_frames)
-        base = load_config(args.config, args.set)
         results = bench_odometry(sequence, methods, base, out, args.max_keypoints, progress)
         columns = list(ODOMETRY_METRICS)
         name = f"odometry_{sequence.name}_n{len(sequence)}_k{args.max_keypoints}"
@@ -183,8 +183,7 @@ def _bench(args) -> int:
         from .bench.speed import bench_speed, parse_size
 
         sizes = [parse_size(s) for s in args.sizes.split(",")]
-        overrides = _parse_set(args.set)
-        FrontEndConfig.from_dict(overrides)  # fail here, not in a child process
+        overrides = base.flat()  # the whole validated config travels to each child process
         results = bench_speed(methods, sizes, args.frames, args.max_keypoints, args.device,
                               args.path, overrides=overrides)
         columns = ["keypoints_median", "detector_ms", "after_detection_ms", "ms_per_frame",

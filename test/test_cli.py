@@ -99,7 +99,7 @@ def test_errors_are_one_clear_line(args, message):
 def test_info_lists_detectors_and_defaults():
     proc = dkp("info")
     assert proc.returncode == 0, proc.stderr
-    assert "detectors: akaze, aliked-n16, aliked-t16, disk, orb, sift, xfeat" in proc.stdout
+    assert "detectors: akaze, aliked-n16, aliked-t16, disk, dkp, orb, sift, xfeat" in proc.stdout
     assert '"max_keypoints": 1000' in proc.stdout
 
 

@@ -51,7 +51,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..config import GeometryConfig
+from ..config import DetectorConfig, GeometryConfig
 from ..geometry import apply_homography, find_homography
 from ..matching import Matcher, descriptor_distances
 from .pairs import HomographyPair, inside_image
@@ -372,18 +372,24 @@ def load_pairs(path: str, n_pairs: int = 100, seed: int = 0,
 
 def bench_homography(path: str, methods: Sequence[str], max_keypoints: int = 1000,
                      n_pairs: int = 100, seed: int = 0, resize_max: Optional[int] = None,
-                     progress: bool = False) -> tuple[dict[str, dict], str]:
+                     progress: bool = False, base: Optional[DetectorConfig] = None
+                     ) -> tuple[dict[str, dict], str]:
     """:func:`evaluate_detector` for each detector id on the pairs of :func:`load_pairs`.
+
+    ``base`` supplies the other detector options (e.g. ``dkp.weights``); its name and budget
+    are replaced by each method's id and ``max_keypoints``.
 
     Returns ``({method: {metric: value}}, data label)``.
     """
-    from ..config import DetectorConfig
+    from dataclasses import replace
+
     from ..features import create_detector
 
     pairs, label = load_pairs(path, n_pairs, seed, resize_max)
     results = {}
+    base = base or DetectorConfig()
     for method in methods:
-        detector = create_detector(DetectorConfig(name=method, max_keypoints=max_keypoints))
+        detector = create_detector(replace(base, name=method, max_keypoints=max_keypoints))
         results[method] = evaluate_detector(detector, pairs, progress=progress)
     return results, label
 
