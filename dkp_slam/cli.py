@@ -1,4 +1,4 @@
-"""``dkp-slam`` command line: ``demo``, ``run``, ``bench`` and ``info``."""
+"""``dkp-slam`` command line: ``demo``, ``run``, ``bench``, ``train`` and ``info``."""
 
 from __future__ import annotations
 
@@ -98,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=50, help="timed frames per measurement")
     p.add_argument("--device", default="cpu",
                    help="torch device of the front-end (matching and learned detectors)")
+
+    p = sub.add_parser("train", help="train DKPNet self-supervised on unlabeled images "
+                                     "(see docs/TRAINING.md)")
+    p.add_argument("--config", help="training YAML, e.g. config/train/default.yaml "
+                                    "(default: the built-in defaults)")
+    p.add_argument("--output", help="run folder: checkpoints, logs, model.pt "
+                                    "(default: runs/<config name>)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from OUTPUT/last.pt when it exists (default: yes)")
+    p.add_argument("--iterations", type=int, help="total iterations of the run")
+    p.add_argument("--max-minutes", type=float,
+                   help="stop and save after this many minutes (resume later)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training option, e.g. --set optimizer.lr=3e-4 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
@@ -110,6 +126,8 @@ def main(argv: Optional[Seq[str]] = None) -> int:
             return _info()
         if args.command == "bench":
             return _bench(args)
+        if args.command == "train":
+            return _train(args)
         config = load_config(args.config, args.set)
         if args.command == "demo":
             from .synthetic import make_synthetic_sequence
@@ -141,6 +159,26 @@ def _run(sequence, config: FrontEndConfig, args) -> int:
         Path(args.json).write_text((out / "summary.json").read_text())
         print(f"summary JSON: {args.json}")
     return 0
+
+
+def _train(args) -> int:
+    from .training.trainer import load_train_config, train
+
+    overrides = _parse_set(args.set)
+    for key, value in (("iterations", args.iterations), ("max_minutes", args.max_minutes),
+                       ("device", args.device)):
+        if value is not None:
+            overrides[key] = value
+    if args.no_progress:
+        overrides["progress"] = False
+    config = load_train_config(args.config, overrides)
+    out = Path(args.output or Path("runs") / (Path(args.config).stem if args.config
+                                                else "default"))
+    try:
+        summary = train(config, out, resume=args.resume)
+    except KeyboardInterrupt:
+        return 130
+    return 0 if summary["status"] in ("completed", "time_budget", "SIGINT", "SIGTERM") else 1
 
 
 def _bench(args) -> int:

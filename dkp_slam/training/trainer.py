@@ -1,0 +1,689 @@
+"""Training loop: ``train(config, output_dir)``, resumable, CPU or CUDA.
+
+Output folder::
+
+    config.yaml    the full resolved configuration of the run
+    log.csv        iteration, loss, each loss term, descriptor diagnostics, lr, seconds, it_s
+                   (means over ``log_every`` iterations; appended across sessions)
+    summary.json   status, iterations, speed, last losses, model conf, paths
+    last.pt        full training state: model, optimizer, scheduler, loss state (point-sampler
+                   generator, distillation projection), RNG states, iteration, config
+    model.pt       {"conf": net.conf, "state_dict": ...}: the shippable weights
+                   (:func:`dkp_slam.model.weights.load_model` reads it)
+
+A run stops when it reaches ``iterations``, when ``max_minutes`` of this session are spent, or on
+SIGINT/SIGTERM (Ctrl-C once: finish the current iteration, save, exit; twice: abort without
+saving). Calling ``train`` again on the same folder resumes from ``last.pt`` exactly: the same
+model, optimizer and scheduler state, RNG states, and the same data (pairs are a function of the
+seed and the global pair index). Every file is read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from copy import deepcopy
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..config import ConfigError
+from .data import HOMOGRAPHY_DEFAULTS, HomographyPairs, worker_init
+from .losses import LOSS_DEFAULTS, SelfSupervisedLoss, merge_loss_conf
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+
+#: Every training option and its default; a config file overrides any subset.
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "device": "auto",          # auto | cpu | cuda | cuda:N
+    "threads": 0,              # torch CPU threads (0 = torch's default)
+    "iterations": 20000,       # total optimiser steps of the run (across sessions)
+    "max_minutes": 0.0,        # stop (and save) after this many minutes of a session; 0 = off
+    "batch_size": 8,           # pairs per step
+    "checkpoint_every": 250,   # iterations between checkpoints
+    "log_every": 10,           # iterations per log.csv row
+    "print_every": 100,        # iterations per printed line
+    "progress": True,          # tqdm progress bar
+    "amp": False,              # CUDA only: bfloat16 autocast
+    "init_weights": None,      # fine-tuning: start from these weights (model.pt / last.pt)
+    "model": {},               # DKPNet conf (see dkp_slam.model.dkpnet.default_conf)
+    "data": {
+        "sources": ["../shared/data/train/bsds500/train", "../shared/data/train/urban100"],
+        "recursive": False,
+        "video_step": 5,
+        "crop": [240, 320],
+        "resize_max": 640,
+        "scale_jitter": [1.0, 1.0],
+        "homography": dict(HOMOGRAPHY_DEFAULTS),
+        "photometric_strength": 1.0,
+        "photometric_strength0": 0.0,
+        "min_std": 8.0,
+        "num_workers": 2,
+    },
+    "optimizer": {"lr": 1e-3, "weight_decay": 1e-4, "betas": [0.9, 0.999], "grad_clip": 1.0},
+    "scheduler": {"name": "cosine", "warmup": 200, "min_lr_ratio": 0.05, "iterations": None},
+    "loss": deepcopy(LOSS_DEFAULTS),
+}
+
+#: Options a resumed run takes from the *new* config/command line; all others come from the
+#: checkpoint so that the run continues exactly.
+RUNTIME_KEYS = ("iterations", "max_minutes", "device", "threads", "checkpoint_every",
+                "log_every", "print_every", "progress", "data.num_workers")
+
+#: Sections whose keys are not checked here (the model and the loss validate their own).
+_OPEN_SECTIONS = ("model",)
+
+
+# ====================================================================== config
+def _plain(x: Any) -> Any:
+    """Tuples -> lists, numpy scalars -> Python: something YAML/JSON can write."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _merge(base: dict, update: dict, path: str = "") -> dict:
+    """``base`` updated by ``update``, recursively; unknown keys raise ConfigError. ``model``
+    and ``loss`` are taken as given (DKPNet and the loss validate their own options)."""
+    out = deepcopy(base)
+    for key, value in (update or {}).items():
+        full = f"{path}{key}"
+        if key not in out:
+            raise ConfigError(f"unknown training option {full!r}; known: "
+                              f"{', '.join(sorted(path + k for k in out))}")
+        if isinstance(out[key], dict):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"training option {full!r} must be a mapping, got {value!r}")
+            if path == "" and key in _OPEN_SECTIONS:
+                out[key] = {**out[key], **deepcopy(value)}
+            elif path == "" and key == "loss":
+                out[key] = deepcopy(value)  # completed by merge_loss_conf
+            else:
+                out[key] = _merge(out[key], value, f"{full}.")
+        else:
+            out[key] = deepcopy(value)
+    return out
+
+
+def apply_overrides(config: dict, sets: dict) -> dict:
+    """Apply dotted ``{"optimizer.lr": 3e-4, "model.dcn": False}`` overrides to a nested dict."""
+    out = deepcopy(config or {})
+    for dotted, value in sets.items():
+        keys = [k for k in dotted.split(".") if k]
+        if not keys:
+            raise ConfigError(f"bad override key {dotted!r}")
+        node = out
+        for k in keys[:-1]:
+            if node.get(k) is None:
+                node[k] = {}
+            if not isinstance(node[k], dict):
+                raise ConfigError(f"cannot set {dotted!r}: {k!r} is not a mapping")
+            node = node[k]
+        node[keys[-1]] = value
+    return out
+
+
+def load_train_config(path: Optional[str | Path], overrides: Optional[dict] = None) -> dict:
+    """Read a training YAML (or nothing: the defaults), apply dotted overrides, validate.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ConfigError: bad YAML, unknown keys, bad values.
+    """
+    raw: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"training config not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+    return resolve_config(apply_overrides(raw, overrides or {}))
+
+
+def resolve_config(config: Optional[dict]) -> dict:
+    """Defaults updated with ``config``, validated; raises :class:`ConfigError`."""
+    cfg = _merge(TRAIN_DEFAULTS, config or {})
+    cfg["model"] = dict(cfg["model"] or {})
+    try:
+        cfg["loss"] = merge_loss_conf(cfg["loss"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    for key in ("iterations", "batch_size", "checkpoint_every", "log_every", "print_every"):
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
+    if not isinstance(cfg["max_minutes"], (int, float)) or cfg["max_minutes"] < 0:
+        raise ConfigError(f"max_minutes must be >= 0, got {cfg['max_minutes']!r}")
+    crop = cfg["data"]["crop"]
+    if (not isinstance(crop, (list, tuple)) or len(crop) != 2
+            or any(not isinstance(c, int) or c < 16 or c % 8 for c in crop)):
+        raise ConfigError(f"data.crop must be [H, W], multiples of 8 and >= 16, got {crop!r}")
+    src = cfg["data"]["sources"]
+    if isinstance(src, (str, Path)):
+        cfg["data"]["sources"] = [str(src)]
+    elif not src:
+        raise ConfigError("data.sources is empty: give image folders, patterns or videos")
+    if cfg["scheduler"]["name"] not in ("cosine", "constant"):
+        raise ConfigError(f"scheduler.name must be cosine or constant, "
+                          f"got {cfg['scheduler']['name']!r}")
+    if float(cfg["optimizer"]["lr"]) <= 0:
+        raise ConfigError("optimizer.lr must be > 0")
+    _device(cfg["device"])  # validate early
+    return cfg
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _resume_config(saved: dict, new: dict) -> tuple[dict, list[str]]:
+    """The checkpoint's config with the runtime keys of ``new``; also the ignored changes."""
+    cfg = deepcopy(saved)
+    flat_new, flat_saved = _flat(_plain(new)), _flat(_plain(saved))
+    for key in RUNTIME_KEYS:
+        node, parts = cfg, key.split(".")
+        for p in parts[:-1]:
+            node = node[p]
+        src = new
+        for p in parts:
+            src = src[p]
+        node[parts[-1]] = deepcopy(src)
+    ignored = sorted(k for k in set(flat_new) | set(flat_saved)
+                     if k not in RUNTIME_KEYS and k != "init_weights"
+                     and not k.startswith("model.")
+                     and not (k == "scheduler.iterations" and flat_new.get(k) is None)
+                     and flat_new.get(k) != flat_saved.get(k))
+    return cfg, ignored
+
+
+def _device(name: str) -> torch.device:
+    name = str(name or "auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"bad device {name!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {name!r}")
+    return dev
+
+
+# ====================================================================== model / weights
+def _default_factory(conf: dict) -> nn.Module:
+    from ..model import DKPNet
+
+    return DKPNet(conf)
+
+
+def _read_weights(path: str) -> tuple[dict, dict]:
+    """(conf, state_dict) from a ``model.pt`` or a trainer ``last.pt``."""
+    from ..model.weights import resolve_weights
+
+    p = resolve_weights(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"init_weights not found: {path}")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, pickle and torch errors all mean "unreadable"
+        raise ConfigError(f"cannot read init_weights {p}: {exc}") from exc
+    if isinstance(ckpt, dict) and "state_dict" in ckpt and "conf" in ckpt:
+        return dict(ckpt["conf"]), ckpt["state_dict"]
+    if isinstance(ckpt, dict) and "model" in ckpt and "model_conf" in ckpt:
+        return dict(ckpt["model_conf"]), ckpt["model"]
+    raise ConfigError(f"{p} is not a DKPNet weight file or training checkpoint")
+
+
+def _build_model(cfg: dict, factory: Callable[[dict], nn.Module],
+                 saved_conf: Optional[dict] = None) -> tuple[nn.Module, Optional[str]]:
+    """The network: from ``saved_conf`` (resume), from ``init_weights`` updated by ``model``
+    (fine-tuning), or from ``model`` (scratch). Returns it and a note on where it came from."""
+    state, note = None, None
+    if saved_conf is not None:
+        conf = dict(saved_conf)
+    elif cfg.get("init_weights"):
+        conf, state = _read_weights(str(cfg["init_weights"]))
+        conf.update(cfg["model"])
+        note = f"initialised from {cfg['init_weights']}"
+    else:
+        conf = dict(cfg["model"])
+    try:
+        net = factory(conf)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"bad model options {conf}: {exc}") from exc
+    if state is not None:
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ConfigError(f"init_weights {cfg['init_weights']} do not fit the model "
+                              f"{conf}: {str(exc).splitlines()[0]}") from exc
+    return net, note
+
+
+# ====================================================================== RNG / checkpoints
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": (np_state[0], [int(x) for x in np_state[1]], int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][:torch.cuda.device_count()])
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _cpu_state(module: nn.Module) -> dict:
+    return {k: v.detach().cpu() if torch.is_tensor(v) else v
+            for k, v in module.state_dict().items()}
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a trainer ``last.pt`` (``weights_only=True``); raises ConfigError if unusable."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(f"cannot read checkpoint {path}: {exc}; delete it or train with "
+                          "--no-resume") from exc
+    need = {"iteration", "config", "model", "model_conf", "optimizer", "scheduler", "rng"}
+    if not isinstance(ckpt, dict) or not need <= set(ckpt):
+        raise ConfigError(f"{path} is not a training checkpoint (missing "
+                          f"{sorted(need - set(ckpt or {}))})")
+    return ckpt
+
+
+# ====================================================================== logs
+class _CsvLog:
+    """log.csv, appended across sessions; rows beyond the resumed iteration are dropped."""
+
+    def __init__(self, path: Path, columns: list[str], resume_iteration: Optional[int]):
+        self.path, self.columns = path, ["iteration", *columns, "lr", "seconds", "it_s"]
+        rows: list[list[str]] = []
+        if resume_iteration is not None and path.is_file():
+            with path.open(newline="") as f:
+                reader = csv.reader(f)
+                header = next(reader, None)
+                if header == self.columns:
+                    rows = [r for r in reader if r and int(r[0]) <= resume_iteration]
+                elif header is not None:
+                    path.replace(path.with_name("log.previous.csv"))
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(self.columns)
+            w.writerows(rows)
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([_fmt(row.get(c, "")) for c in self.columns])
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.6g}"
+    return str(x)
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM -> stop after the current iteration (a second SIGINT aborts)."""
+
+    def __init__(self) -> None:
+        self.reason: Optional[str] = None
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        if self.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.reason = signal.Signals(signum).name
+        print(f"\n{self.reason}: stopping after this iteration and saving a checkpoint "
+              "(Ctrl-C again aborts without saving)", file=sys.stderr, flush=True)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+# ====================================================================== training
+def _lr_lambda(cfg: dict) -> Callable[[int], float]:
+    sc = cfg["scheduler"]
+    warmup = int(sc.get("warmup") or 0)
+    total = int(sc["iterations"])
+    floor = float(sc.get("min_lr_ratio", 0.0))
+
+    def factor(it: int) -> float:
+        if warmup and it < warmup:
+            return (it + 1) / warmup
+        if sc["name"] == "constant":
+            return 1.0
+        t = min(max(it - warmup, 0) / max(total - warmup, 1), 1.0)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return factor
+
+
+def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *,
+          model_factory: Optional[Callable[[dict], nn.Module]] = None,
+          callback: Optional[Callable[[int, dict], None]] = None) -> dict:
+    """Train (or resume training) a keypoint network; returns the run summary.
+
+    Args:
+        config: training options (see :data:`TRAIN_DEFAULTS`); validated here.
+        output_dir: run folder (created); holds the checkpoints and logs.
+        resume: continue from ``output_dir/last.pt`` when it exists (with the checkpoint's
+            config, except the :data:`RUNTIME_KEYS`); False starts over.
+        model_factory: ``conf -> nn.Module`` (default: ``DKPNet``). The module must have a
+            ``conf`` dict and return DKPNet's outputs.
+        callback: called as ``callback(iteration, logs)`` after every iteration.
+
+    Returns:
+        the summary written to ``summary.json``; ``status`` is ``completed``,
+        ``time_budget``, or the signal name (``SIGINT``/``SIGTERM``).
+    """
+    cfg = resolve_config(config)
+    factory = model_factory or _default_factory
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, model_path = out / "last.pt", out / "model.pt"
+
+    ckpt = None
+    new_model = dict(cfg["model"])
+    if resume and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        cfg, ignored = _resume_config(resolve_config(ckpt["config"]), cfg)
+        if ignored:
+            print(f"note: resuming {out}: using the checkpoint's values of "
+                  f"{', '.join(ignored)} (only {', '.join(RUNTIME_KEYS)} can change on resume)")
+    elif ckpt_path.is_file():
+        print(f"note: --no-resume: starting over in {out} (the old last.pt is replaced)")
+
+    device = _device(cfg["device"])
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
+    seed = int(cfg["seed"])
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+    # Data first: a missing folder fails before anything else is built.
+    d = cfg["data"]
+    dataset = HomographyPairs(d["sources"], crop=d["crop"], seed=seed,
+                              resize_max=d["resize_max"], scale_jitter=d["scale_jitter"],
+                              homography=d["homography"],
+                              photometric_strength=d["photometric_strength"],
+                              photometric_strength0=d["photometric_strength0"],
+                              min_std=d["min_std"], recursive=d["recursive"],
+                              video_step=d["video_step"])
+
+    saved_conf = None
+    if ckpt is not None:  # the architecture is the checkpoint's; only the DCN kernel may change
+        saved_conf = dict(ckpt["model_conf"])
+        if "dcn_impl" in new_model and "dcn_impl" in saved_conf:
+            saved_conf["dcn_impl"] = new_model["dcn_impl"]
+    net, note = _build_model(cfg, factory, saved_conf)
+    net.to(device).train()
+    cfg["model"] = _plain(dict(net.conf))
+    desc_dim = int(net.conf.get("descriptor_dim", 64))
+    try:
+        criterion = SelfSupervisedLoss(cfg["loss"], descriptor_dim=desc_dim, seed=seed,
+                                       device=device).to(device)
+    except ImportError as exc:
+        raise ConfigError(f"distillation needs the teacher: {exc}") from exc
+    if cfg["scheduler"]["iterations"] is None:
+        cfg["scheduler"]["iterations"] = int(cfg["iterations"])
+
+    params = [p for p in list(net.parameters()) + list(criterion.parameters())
+              if p.requires_grad]
+    oc = cfg["optimizer"]
+    optimizer = torch.optim.AdamW(params, lr=float(oc["lr"]),
+                                  weight_decay=float(oc["weight_decay"]),
+                                  betas=tuple(float(b) for b in oc["betas"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+
+    start, elapsed_before = 0, 0.0
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        criterion.load_state_dict(ckpt.get("loss", {}), strict=False)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"])
+        start = int(ckpt["iteration"])
+        elapsed_before = float(ckpt.get("elapsed_seconds", 0.0))
+
+    total = int(cfg["iterations"])
+    batch_size = int(cfg["batch_size"])
+    (out / "config.yaml").write_text(yaml.safe_dump(_plain(cfg), sort_keys=False))
+    columns = criterion.log_keys
+    csv_log = _CsvLog(out / "log.csv", columns, start if ckpt is not None else None)
+
+    n_params = sum(p.numel() for p in net.parameters())
+    h, w = d["crop"]
+    print(f"training {type(net).__name__} ({n_params / 1e6:.3f} M parameters) on {device}: "
+          f"batch {batch_size} x {h}x{w}, {dataset.num_images} images, "
+          f"iterations {start} -> {total}"
+          + (f", resumed from {ckpt_path}" if ckpt is not None else "")
+          + (f", {note}" if note else ""))
+    for key, wgt in criterion.weights.items():
+        log.debug("loss term %s weight %g", key, wgt)
+
+    def save(iteration: int, elapsed: float) -> None:
+        _atomic_save({
+            "version": CHECKPOINT_VERSION,
+            "iteration": iteration,
+            "config": _plain(cfg),
+            "model": _cpu_state(net),
+            "model_conf": dict(net.conf),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "loss": criterion.state_dict(),
+            "rng": _rng_state(),
+            "elapsed_seconds": elapsed,
+        }, ckpt_path)
+        _atomic_save({"conf": dict(net.conf), "state_dict": _cpu_state(net)}, model_path)
+
+    status = "completed"
+    stop = _StopFlag()
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    last_logs: dict[str, float] = {}
+    interval_iters, interval_start = 0, time.perf_counter()
+    session_start = time.perf_counter()
+    skipped = 0
+    it = start
+    amp = bool(cfg["amp"]) and device.type == "cuda"
+    use_cuda = device.type == "cuda"
+
+    def flush_row(iteration: int) -> None:
+        nonlocal interval_iters, interval_start, sums, counts, last_logs
+        if interval_iters == 0:
+            return
+        now = time.perf_counter()
+        means = {k: sums[k] / counts[k] if counts.get(k) else float("nan") for k in columns}
+        row = {"iteration": iteration, **means, "lr": optimizer.param_groups[0]["lr"],
+               "seconds": round(elapsed_before + now - session_start, 3),
+               "it_s": interval_iters / max(now - interval_start, 1e-9)}
+        csv_log.write(row)
+        last_logs = {**means, "it_s": row["it_s"]}
+        sums, counts = {}, {}
+        interval_iters, interval_start = 0, now
+
+    loader = None
+    pbar = None
+    stop.install()
+    try:
+        if it < total:
+            loader = DataLoader(dataset, batch_size=batch_size,
+                                sampler=range(start * batch_size, total * batch_size),
+                                num_workers=int(d["num_workers"]),
+                                worker_init_fn=worker_init if d["num_workers"] else None,
+                                pin_memory=use_cuda, drop_last=False)
+            from tqdm.auto import tqdm
+
+            pbar = tqdm(total=total, initial=start, disable=not cfg["progress"],
+                        dynamic_ncols=True, unit="it", desc="train")
+            batches = iter(loader)
+        while it < total:
+            if stop.reason:
+                status = stop.reason
+                break
+            if cfg["max_minutes"] and time.perf_counter() - session_start >= 60 * float(
+                    cfg["max_minutes"]):
+                status = "time_budget"
+                break
+            batch = next(batches)
+            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                     for k, v in batch.items()}
+            b = batch["image0"].shape[0]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                pred = net(torch.cat([batch["image0"], batch["image1"]]))
+            out0 = {k: v[:b] for k, v in pred.items()}
+            out1 = {k: v[b:] for k, v in pred.items()}
+            loss, logs = criterion(out0, out1, batch)
+            optimizer.zero_grad(set_to_none=True)
+            if torch.isfinite(loss):
+                loss.backward()
+                if float(oc["grad_clip"] or 0) > 0:
+                    torch.nn.utils.clip_grad_norm_(params, float(oc["grad_clip"]))
+                optimizer.step()
+            else:
+                skipped += 1
+                log.warning("iteration %d: non-finite loss, step skipped", it + 1)
+                if skipped >= 20 and skipped == it + 1 - start:
+                    raise RuntimeError("the loss is not finite; lower optimizer.lr")
+            scheduler.step()
+            it += 1
+            interval_iters += 1
+            for k, v in logs.items():
+                v = float(v)
+                if math.isfinite(v):
+                    sums[k] = sums.get(k, 0.0) + v
+                    counts[k] = counts.get(k, 0) + 1
+            if pbar is not None:
+                pbar.update(1)
+                if it % 10 == 0 or it == total:
+                    pbar.set_postfix(loss=f"{float(logs['loss']):.3f}", refresh=False)
+            if it % int(cfg["log_every"]) == 0:
+                flush_row(it)
+                if it % int(cfg["print_every"]) == 0 or it == int(cfg["log_every"]):
+                    _print_line(it, total, last_logs, optimizer.param_groups[0]["lr"], pbar)
+            if it % int(cfg["checkpoint_every"]) == 0 and it < total:
+                save(it, elapsed_before + time.perf_counter() - session_start)
+            if callback is not None:
+                callback(it, logs)
+        if stop.reason and status == "completed" and it < total:
+            status = stop.reason
+    except KeyboardInterrupt:
+        status = "aborted"
+        print(f"aborted at iteration {it} without saving; {ckpt_path} holds the last "
+              "checkpoint", file=sys.stderr)
+        raise
+    finally:
+        stop.restore()
+        if pbar is not None:
+            pbar.close()
+        del loader
+
+    flush_row(it)
+    session_seconds = time.perf_counter() - session_start
+    elapsed = elapsed_before + session_seconds
+    save(it, elapsed)
+    session_iters = it - start
+    summary = {
+        "status": status,
+        "iteration": it,
+        "iterations": total,
+        "session_iterations": session_iters,
+        "session_seconds": round(session_seconds, 3),
+        "it_per_s": session_iters / session_seconds if session_iters else None,
+        "s_per_it": session_seconds / session_iters if session_iters else None,
+        "elapsed_seconds": round(elapsed, 3),
+        "skipped_steps": skipped,
+        "last": last_logs,
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})"
+                                 if device.type == "cuda" else ""),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "parameters": n_params,
+        "num_images": dataset.num_images,
+        "model_conf": _plain(dict(net.conf)),
+        "checkpoint": str(ckpt_path),
+        "model": str(model_path),
+        "log": str(out / "log.csv"),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    (out / "summary.json").write_text(json.dumps(_plain(summary), indent=2))
+    speed = f", {session_seconds / session_iters:.3f} s/it" if session_iters else ""
+    print(f"{status}: iteration {it}/{total} ({session_iters} this session{speed}); "
+          f"checkpoint {ckpt_path}, weights {model_path}")
+    if status != "completed":
+        print(f"resume with the same command (same --output {out})")
+    return summary
+
+
+def _print_line(it: int, total: int, logs: dict, lr: float, pbar) -> None:
+    terms = "  ".join(f"{k} {v:.4f}" for k, v in logs.items()
+                      if k not in ("loss", "it_s") and math.isfinite(v))
+    it_s = logs.get("it_s", float("nan"))
+    line = (f"it {it}/{total}  loss {logs.get('loss', float('nan')):.4f}  {terms}  "
+            f"lr {lr:.2e}  {1.0 / it_s if it_s else float('nan'):.3f} s/it")
+    if pbar is not None and not pbar.disable:
+        pbar.write(line)
+    else:
+        print(line, flush=True)
+
+
+__all__ = ["train", "TRAIN_DEFAULTS", "RUNTIME_KEYS", "load_train_config", "resolve_config",
+           "apply_overrides", "load_checkpoint"]
