@@ -377,3 +377,30 @@ def test_cli_train(image_folder, tmp_path):
                f"data.sources=[{tmp_path / 'missing'}]")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("dkp-slam: error: training data")
+
+
+def test_cli_ctrl_c_with_workers_saves(image_folder, tmp_path):
+    """Ctrl-C in a terminal signals the whole process group, DataLoader workers included."""
+    import os
+    import time
+
+    cfg = tmp_path / "long.yaml"
+    conf = _config(image_folder, iterations=100000, checkpoint_every=100000)
+    conf["data"]["num_workers"] = 2
+    cfg.write_text(yaml.safe_dump(conf))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dkp_slam.cli", "train", "--config", str(cfg),
+                             "--output", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "log.csv").is_file() and len(_read_log(out / "log.csv")) >= 2:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "SIGINT" and summary["iteration"] >= 2
+    assert load_checkpoint(out / "last.pt")["iteration"] == summary["iteration"]
+    assert "resume with the same command" in stdout

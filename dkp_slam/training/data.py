@@ -330,11 +330,13 @@ def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def worker_init(_worker_id: int) -> None:
-    """DataLoader worker set-up: one OpenCV/torch thread each, and Ctrl-C left to the main
-    process (which saves a checkpoint) instead of killing the worker mid-batch."""
+    """DataLoader worker set-up: one OpenCV/torch thread each, and SIGINT/SIGTERM (Ctrl-C in
+    a terminal, ``kill`` of the process group) left to the main process, which finishes the
+    iteration and saves a checkpoint; it then shuts the workers down itself."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
