@@ -158,6 +158,15 @@ def test_sources_globs_and_errors(image_folder, tmp_path):
     assert len(collect_sources([str(tmp_path / "bag" / "**" / "*.png")])) == 1
     with pytest.raises(DataError, match="not found"):
         collect_sources([tmp_path / "missing"])
+    # a video file: every video_step-th frame
+    video = tmp_path / "drive.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 64))
+    for k in range(12):
+        writer.write(np.full((64, 96, 3), 20 * k, np.uint8))
+    writer.release()
+    assert collect_sources([video], video_step=5) == [(str(video), 0), (str(video), 5),
+                                                      (str(video), 10)]
+    assert HomographyPairs(video, crop=(64, 96), video_step=5)[1]["image0"].shape == (1, 64, 96)
     # small frames are enlarged so that the crop fits; an unreadable frame is replaced
     (sub / "000002.png").write_bytes(b"not a png")
     ds = HomographyPairs(sub, crop=(64, 96))
