@@ -54,6 +54,7 @@ setup(
     entry_points={
         "console_scripts": [
             "dkp-slam = dkp_slam.cli:main",
+            "frontend_node = dkp_slam.ros.node:main",
         ],
     },
 )

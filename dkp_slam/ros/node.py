@@ -1,0 +1,525 @@
+"""``frontend_node``: the ROS 2 node around :class:`dkp_slam.frontend.FrontEnd`.
+
+Thin by design: messages are converted by :mod:`dkp_slam.ros.conversions`, parameters are
+specified and checked by :mod:`dkp_slam.ros.interface`, and the real-time machinery (newest
+frame mailbox, statistics, odometry chaining) lives in :mod:`dkp_slam.ros.runtime`.
+
+Threads: the executor runs the callbacks (image, camera_info, reset, parameters, diagnostics
+timer), none of which waits for processing: the image callback only puts the message into a
+one-slot mailbox. One worker thread owns the FrontEnd: it takes the newest message, applies
+pending parameter / camera / reset changes between frames, processes and publishes. Frames that
+arrive while it is busy replace each other in the mailbox and are counted as dropped.
+
+Interface (names relative to the node; see docs/ROS.md): subscribes ``image``
+(``image/compressed`` with ``node.image_transport:=compressed``) and ``camera_info``; publishes
+``~/features``, ``~/relative_pose``, ``~/odometry``, ``~/status``, ``~/debug_image``,
+``/diagnostics`` and optionally TF; serves ``~/reset``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable, Optional
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import MessageInfo
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+
+from ..camera import Camera, CameraError
+from ..config import ConfigError, FrontEndConfig, set_by_path
+from ..features import DETECTORS
+from ..frontend import FrameResult, FrontEnd
+from ..image import ImageError
+from ..viz import TrackHistory, draw_frame
+from .conversions import (array_to_image, camera_from_info, compressed_to_array,
+                          diagnostics_msg, features_to_cloud, image_to_array, odometry_msg,
+                          relative_pose_msg, stamp_to_seconds, status_msg, transform_msg)
+from .interface import (CAMERA_INFO_TOPIC, COMPRESSED_IMAGE_TOPIC, DEBUG_IMAGE_TOPIC,
+                        DIAGNOSTICS_TOPIC, FEATURES_TOPIC, IMAGE_TOPIC, NODE_NAME, NODE_PREFIX,
+                        ODOMETRY_TOPIC, REBUILD, RELATIVE_POSE_TOPIC, RESET_SERVICE,
+                        STATUS_TOPIC, NodeConfig, ParamSpec, camera_from_parameters,
+                        check_parameter, parameter_policy, parameter_specs)
+from .runtime import LatestSlot, NodeStats, OdometryChain, SequenceGaps
+
+try:  # Optional: not on PyPI; present on a ROS 2 install.
+    from tf2_ros import TransformBroadcaster
+except ImportError:  # pragma: no cover - depends on the installation
+    TransformBroadcaster = None
+
+#: Parameters ROS itself may pass in a parameters file; not declared by the node.
+ROS_BUILTIN_PREFIXES = ("use_sim_time", "qos_overrides.", "start_type_description_service")
+DEFAULT_CAMERA_FRAME = "camera_optical_frame"
+_UNSET = object()
+
+
+def _guarded(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Executor callbacks never raise: an exception would end ``spin()`` and the node."""
+
+    @functools.wraps(callback)
+    def wrapper(self: "FrontEndNode", *args: Any) -> Any:
+        try:
+            return callback(self, *args)
+        except Exception as err:
+            self.stats.problem("errors", f"{callback.__name__} failed: "
+                                         f"{type(err).__name__}: {err}", error=True)
+            return None
+
+    return wrapper
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """ROS descriptor (ranges, read-only, description) for a :class:`ParamSpec`."""
+    d = ParameterDescriptor(name=spec.name, description=spec.description,
+                            read_only=spec.read_only)
+    if spec.choices:
+        d.additional_constraints = f"one of: {', '.join(map(str, spec.choices))}"
+    if spec.range is not None and not isinstance(spec.default, bool):
+        lo, hi = spec.range
+        if isinstance(spec.default, int):
+            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+        elif isinstance(spec.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(lo),
+                                                         to_value=float(hi), step=0.0)]
+    return d
+
+
+class FrontEndNode(Node):
+    """The front-end node. ``kwargs`` go to :class:`rclpy.node.Node` (context, namespace,
+    parameter_overrides, ...).
+
+    Raises:
+        ConfigError: invalid or unknown parameters (with the reason).
+        rclpy.exceptions.ParameterException: a parameter of the wrong type or out of range.
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        self._stop = threading.Event()
+        self._worker: Optional[threading.Thread] = None
+        super().__init__(node_name, **kwargs)
+        try:
+            self._setup()
+        except BaseException:
+            super().destroy_node()  # nothing half-built stays in the context
+            raise
+
+    def _setup(self) -> None:
+        self._specs = {s.name: s for s in parameter_specs()}
+        values = self._declare_parameters()
+        core = FrontEndConfig.from_dict({k: v for k, v in values.items()
+                                         if not k.startswith(NODE_PREFIX)})
+        self.node_config = NodeConfig.from_flat(values)
+        nc = self.node_config
+
+        self.stats = NodeStats()
+        self._slot: LatestSlot[tuple[Any, float]] = LatestSlot()
+        self._odometry = OdometryChain()
+        self._sequence_gaps = SequenceGaps()
+        self._history = TrackHistory()
+        self._lock = threading.Lock()  # guards the pending changes below
+        self._pending_params: dict[str, Any] = {}
+        self._pending_camera: Any = _UNSET
+        self._reset_requested = False
+        self._frames_since_restart = 0
+        self._last_info_key: Optional[tuple] = None
+        self._last_debug = float("-inf")
+        self._tf = None
+
+        camera: Optional[Camera] = None
+        source = nc.camera.source
+        if source == "parameters":
+            camera = camera_from_parameters(nc.camera)
+        elif source == "none":
+            self.get_logger().info("node.camera.source=none: no intrinsics, running "
+                                   "homography-only (no relative pose)")
+        # With camera_info, frames wait for the first valid CameraInfo.
+        self._camera_known = source != "camera_info"
+        self.frontend = FrontEnd(copy.deepcopy(core), camera)
+
+        # ---- interfaces
+        reliability = (ReliabilityPolicy.BEST_EFFORT if nc.qos.reliability == "best_effort"
+                       else ReliabilityPolicy.RELIABLE)
+        in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=nc.qos.depth,
+                            reliability=reliability, durability=DurabilityPolicy.VOLATILE)
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        self._pub_features = self.create_publisher(PointCloud2, FEATURES_TOPIC, out_qos)
+        self._pub_pose = self.create_publisher(PoseWithCovarianceStamped, RELATIVE_POSE_TOPIC,
+                                               out_qos)
+        self._pub_odom = self.create_publisher(Odometry, ODOMETRY_TOPIC, out_qos)
+        self._pub_status = self.create_publisher(String, STATUS_TOPIC, out_qos)
+        self._pub_debug = self.create_publisher(Image, DEBUG_IMAGE_TOPIC, QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self._pub_diag = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, out_qos)
+        if nc.image_transport == "compressed":
+            self._image_topic = COMPRESSED_IMAGE_TOPIC
+            self.create_subscription(CompressedImage, COMPRESSED_IMAGE_TOPIC,
+                                     self._on_image, in_qos)
+        else:
+            self._image_topic = IMAGE_TOPIC
+            self.create_subscription(Image, IMAGE_TOPIC, self._on_image, in_qos)
+        if source == "camera_info":
+            self.create_subscription(CameraInfo, CAMERA_INFO_TOPIC, self._on_camera_info,
+                                     in_qos)
+        self.create_service(Trigger, RESET_SERVICE, self._on_reset)
+        # Steady clock: diagnostics keep coming with use_sim_time and no /clock.
+        self.create_timer(nc.diagnostics_period_s, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._queue_parameters)
+
+        self._worker = threading.Thread(target=self._run, name="dkp_frontend_worker",
+                                        daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"front-end ready: detector {core.detector.name} on {core.matcher.device}, "
+            f"{core.detector.max_keypoints} keypoints; input "
+            f"{self.resolve_topic_name(self._image_topic)} ({nc.qos.reliability}, depth "
+            f"{nc.qos.depth}); intrinsics from {source}")
+
+    # ------------------------------------------------------------------ parameters
+    def _declare_parameters(self) -> dict[str, Any]:
+        """Declare every spec'd parameter (file / command-line values override defaults)."""
+        values = {}
+        for spec in self._specs.values():
+            values[spec.name] = self.declare_parameter(spec.name, spec.default,
+                                                       _descriptor(spec)).value
+        overrides = getattr(self, "_parameter_overrides", {})  # rclpy keeps no public view
+        unknown = sorted(k for k in overrides if k not in self._specs
+                         and not k.startswith(ROS_BUILTIN_PREFIXES))
+        if unknown:
+            raise ConfigError(f"unknown parameters {unknown}; see `ros2 param list` or "
+                              f"docs/ROS.md for the known ones")
+        for name, value in values.items():
+            reason = check_parameter(name, value)
+            if reason:
+                raise ConfigError(f"{name}={value!r}: {reason}")
+        return values
+
+    def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """on-set callback: reject values with a reason (ranges/types/read-only are already
+        checked by rclpy from the descriptors)."""
+        for p in params:
+            if p.name not in self._specs:
+                continue
+            reason = check_parameter(p.name, p.value)
+            if not reason and p.name == "detector.name" and p.value not in DETECTORS:
+                reason = f"detector not available here; available: {sorted(DETECTORS)}"
+            if not reason and p.name == "matcher.device" and p.value != "cpu":
+                import torch
+
+                if not torch.cuda.is_available():
+                    reason = "CUDA is not available on this machine"
+            if reason:
+                return SetParametersResult(successful=False,
+                                           reason=f"{p.name}={p.value!r}: {reason}")
+        return SetParametersResult(successful=True)
+
+    def _queue_parameters(self, params: list[Parameter]) -> None:
+        """post-set callback: hand accepted changes to the worker (applied between frames)."""
+        with self._lock:
+            for p in params:
+                if p.name in self._specs:
+                    self._pending_params[p.name] = p.value
+
+    # ------------------------------------------------------------------ callbacks
+    @_guarded
+    def _on_image(self, msg: Image | CompressedImage, info: MessageInfo) -> None:
+        """Never blocks: the newest message replaces one the worker has not taken yet."""
+        self.stats.count("received")
+        gid, seq = info.get("publisher_gid"), info.get("publication_sequence_number")
+        if gid and seq:
+            lost = self._sequence_gaps.update(bytes(gid["data"]), int(seq))
+            if lost:
+                self.stats.count("dropped_queue", lost)
+                self.stats.count("dropped", lost)
+        if self._slot.put((msg, time.perf_counter())):
+            self.stats.count("dropped_busy")
+            self.stats.count("dropped")
+
+    @_guarded
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        key = (tuple(msg.k), tuple(msg.p), tuple(msg.d), msg.distortion_model, msg.width,
+               msg.height, msg.binning_x, msg.binning_y, msg.roi.x_offset, msg.roi.y_offset,
+               msg.roi.width, msg.roi.height)
+        if key == self._last_info_key:
+            return  # drivers repeat CameraInfo with every image
+        try:
+            camera = camera_from_info(msg, self.node_config.camera.rectified)
+        except (CameraError, ValueError) as err:
+            self._problem("invalid_camera_info", f"CameraInfo rejected: {err}")
+            return
+        self._last_info_key = key
+        if camera is None:
+            self.get_logger().warning("camera_info is uncalibrated (K = 0): running "
+                                      "homography-only (no relative pose)")
+        else:
+            self.get_logger().info(
+                f"intrinsics from camera_info: {camera.width}x{camera.height} "
+                f"fx={camera.fx:.2f} fy={camera.fy:.2f} cx={camera.cx:.2f} cy={camera.cy:.2f} "
+                f"model={camera.model} dist={camera.dist.tolist()}")
+        with self._lock:
+            self._pending_camera = camera
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response
+                  ) -> Trigger.Response:
+        with self._lock:
+            self._reset_requested = True
+        response.success = True
+        response.message = ("reset: the next frame re-initialises; odometry continues from "
+                            "the last pose")
+        return response
+
+    def _problem(self, counter: str, reason: str, header: Optional[Header] = None,
+                 error: bool = False) -> None:
+        """Count, log (throttled) and report on ~/status a skipped input or an error."""
+        self.stats.problem(counter, reason, error)
+        text = f"{reason} [{counter}: {self.stats.counters[counter]}]"
+        throttle = self.node_config.log_throttle_s
+        kwargs = {"throttle_duration_sec": throttle} if throttle > 0 else {}
+        # rclpy ties a severity to each call site: one call per severity.
+        if error:
+            self.get_logger().error(text, **kwargs)
+        else:
+            self.get_logger().warning(text, **kwargs)
+        data = {"status": "WAITING_FOR_CAMERA_INFO" if counter == "waiting_for_camera_info"
+                else "ERROR" if error else "INPUT_ERROR", "message": reason}
+        if header is not None:
+            data["stamp"] = stamp_to_seconds(header.stamp)
+        data.update(self.stats.counters)
+        self._pub_status.publish(status_msg(data))
+
+    # ------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self._slot.get(timeout=0.1)
+            try:
+                self._apply_pending()
+                if item is not None:
+                    self._process(*item)
+            except Exception as err:  # never let the worker die
+                if self._stop.is_set() or not self.context.ok():
+                    break
+                self._problem("errors", f"processing failed: {type(err).__name__}: {err}",
+                              error=True)
+                self.get_logger().debug(traceback.format_exc())
+
+    def _apply_pending(self) -> None:
+        """Apply queued parameter, camera and reset changes (worker thread, between frames)."""
+        with self._lock:
+            params, self._pending_params = self._pending_params, {}
+            camera, self._pending_camera = self._pending_camera, _UNSET
+            reset, self._reset_requested = self._reset_requested, False
+        if params:
+            self._apply_parameters(params)
+        if camera is not _UNSET:
+            before = self.frontend.camera.to_dict() if self.frontend.camera else None
+            self.frontend.set_camera(camera)
+            self._camera_known = True
+            if (camera.to_dict() if camera else None) != before:
+                self._restarted("intrinsics changed")
+        if reset:
+            self.frontend.reset()
+            self._restarted("reset service")
+
+    def _apply_parameters(self, params: dict[str, Any]) -> None:
+        node_params = {k: v for k, v in params.items() if k.startswith(NODE_PREFIX)}
+        if node_params:
+            merged = {**self.node_config.flat(), **node_params}
+            self.node_config = NodeConfig.from_flat(merged)
+        core = {k: v for k, v in params.items() if not k.startswith(NODE_PREFIX)}
+        if not core:
+            return
+        wanted = copy.deepcopy(self.frontend.config)
+        for key, value in core.items():
+            set_by_path(wanted, key, value)
+        wanted.validate()
+        if wanted == self.frontend.config:
+            return
+        rebuild = [k for k in core if parameter_policy(k) == REBUILD]
+        if not rebuild:  # in place: Matcher/Tracker/geometry read their config per call
+            for key, value in core.items():
+                set_by_path(self.frontend.config, key, value)
+            self.get_logger().info(f"parameters applied: {core}")
+            return
+        try:
+            frontend = FrontEnd(wanted, self.frontend.camera)
+        except Exception as err:
+            old = self.frontend.config.flat()
+            self._problem("errors", f"could not rebuild the front-end for {core}: {err}; "
+                                    f"keeping the previous configuration", error=True)
+            self.set_parameters([Parameter(k, value=old[k]) for k in core])
+            return
+        self.frontend = frontend
+        self._restarted(f"front-end rebuilt for {rebuild}")
+
+    def _restarted(self, why: str) -> None:
+        """The tracker restarted: keep odometry continuous and forget drawn tracks."""
+        if self._frames_since_restart:
+            self._odometry.restart()
+            self.get_logger().info(f"tracking restarts: {why}")
+        self._frames_since_restart = 0
+        self._history = TrackHistory()
+
+    def _decode(self, msg: Image | CompressedImage):
+        limit = self.node_config.max_image_pixels
+        if isinstance(msg, CompressedImage):
+            return compressed_to_array(msg, limit)
+        return image_to_array(msg, limit)
+
+    def _process(self, msg: Image | CompressedImage, t_received: float) -> None:
+        try:
+            image, order = self._decode(msg)
+        except ImageError as err:
+            self._problem("invalid_images", f"image rejected: {err}", msg.header)
+            return
+        if not self._camera_known:
+            self._problem("waiting_for_camera_info",
+                          f"no valid CameraInfo on {self.resolve_topic_name(CAMERA_INFO_TOPIC)} "
+                          f"yet: frame skipped (node.camera.source:=none runs homography-only)",
+                          msg.header)
+            return
+        t0 = time.perf_counter()
+        try:
+            result = self.frontend.process(image, stamp_to_seconds(msg.header.stamp), order)
+        except ImageError as err:
+            self._problem("invalid_images", f"image rejected: {err}", msg.header)
+            return
+        process_ms = (time.perf_counter() - t0) * 1e3
+        self._frames_since_restart += 1
+        self._publish(result, msg.header, image, order, t_received, process_ms)
+
+    # ------------------------------------------------------------------ outputs
+    def _publish(self, result: FrameResult, header: Header, image, order: str,
+                 t_received: float, process_ms: float) -> None:
+        nc = self.node_config
+        camera_frame = nc.frames.camera or header.frame_id or DEFAULT_CAMERA_FRAME
+        cam_header = Header(stamp=header.stamp, frame_id=camera_frame)
+        odom_header = Header(stamp=header.stamp, frame_id=nc.frames.odom)
+        self._pub_features.publish(features_to_cloud(result, cam_header))
+        self._pub_pose.publish(relative_pose_msg(result, cam_header))
+        T_odom_cam, cov = self._odometry.update(result)
+        self._pub_odom.publish(odometry_msg(T_odom_cam, cov, odom_header, camera_frame))
+        if nc.publish_tf:
+            self._broadcast_tf(T_odom_cam, odom_header, camera_frame)
+        latency_ms = (time.perf_counter() - t_received) * 1e3
+        last = {
+            "stamp": stamp_to_seconds(header.stamp), "frame_id": camera_frame,
+            "index": result.index, "status": result.status.value, "message": result.message,
+            "tracked": result.status.tracked, "model": result.model,
+            "keypoints": len(result.keypoints), "matches": result.num_matches,
+            "inliers": result.num_inliers, "inlier_ratio": result.inlier_ratio,
+            "parallax_px": result.parallax_px, "reference_index": result.reference_index,
+            "reference_stamp": result.reference_stamp, "is_keyframe": result.is_keyframe,
+            "latency_ms": latency_ms, "timings_ms": result.timings,
+        }
+        self.stats.frame_done(result.status.value, latency_ms, process_ms, last)
+        self._pub_status.publish(status_msg({**last, **self.stats.counters}))
+        if nc.debug_image.enabled:
+            self._history.add(result.track_ids, result.keypoints)
+            now = time.monotonic()
+            if (now - self._last_debug >= 1.0 / nc.debug_image.max_rate_hz
+                    and self._pub_debug.get_subscription_count() > 0):
+                self._last_debug = now
+                canvas = draw_frame(image, result, self._history, order)
+                self._pub_debug.publish(array_to_image(canvas, cam_header))
+
+    def _broadcast_tf(self, T, header: Header, child: str) -> None:
+        """odom -> camera on /tf through tf2_ros (unverified here: tf2_ros is not on PyPI)."""
+        if TransformBroadcaster is None:
+            self.get_logger().warning("node.publish_tf is true but tf2_ros cannot be "
+                                      "imported: no TF is broadcast", once=True)
+            return
+        if self._tf is None:
+            self._tf = TransformBroadcaster(self)
+        self._tf.sendTransform(transform_msg(T, header, child))
+
+    @_guarded
+    def _publish_diagnostics(self) -> None:
+        """Timer: one DiagnosticStatus with rates, latency, counts and the tracking state."""
+        s = self.stats.snapshot()
+        last = s["last"]
+        period = self.node_config.diagnostics_period_s
+        status = last.get("status", "")
+        level, message = DiagnosticStatus.OK, f"{status}: {last.get('message', '')}"
+        if s["error_age_s"] < 2 * period + 1 or status == "LOST":
+            level = DiagnosticStatus.ERROR
+            message = s["last_problem"] if status != "LOST" else message
+        elif s["problem_age_s"] < 2 * period + 1:
+            level, message = DiagnosticStatus.WARN, s["last_problem"]
+        elif not last:
+            topic = self.resolve_topic_name(self._image_topic)
+            level, message = DiagnosticStatus.WARN, f"no frame processed yet (waiting for {topic})"
+        elif s["idle_s"] > max(5 * period, 2.0):
+            level, message = DiagnosticStatus.WARN, f"no frame for {s['idle_s']:.1f} s"
+        elif status == "FEW_MATCHES":
+            level = DiagnosticStatus.WARN
+        cam = self.frontend.camera
+        values = {
+            "status": status, "fps": s["fps"], "latency_ms_median": s["latency_ms_median"],
+            "latency_ms_p90": s["latency_ms_p90"], "process_ms_median": s["process_ms_median"],
+            "keypoints": last.get("keypoints", 0), "inliers": last.get("inliers", 0),
+            **{k: s[k] for k in NodeStats.COUNTERS},
+            "pending_frames": self._slot.pending,
+            "detector": self.frontend.config.detector.name,
+            "camera": (f"{cam.width}x{cam.height} {cam.model}" if cam is not None
+                       else "none (homography-only)"),
+            "status_counts": s["status_counts"],
+        }
+        self._pub_diag.publish(diagnostics_msg(
+            self.get_clock().now().to_msg(), f"{self.get_name()}: visual odometry front-end",
+            self.node_config.frames.camera or self.get_fully_qualified_name(), level, message,
+            values))
+
+    # ------------------------------------------------------------------ lifecycle
+    def destroy_node(self) -> None:
+        """Stop the worker, then destroy the node."""
+        self._stop.set()
+        if self._worker is not None:
+            self._slot.close()
+            if self._worker.is_alive() and threading.current_thread() is not self._worker:
+                self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Console script ``frontend_node`` (``ros2 run dkp_slam frontend_node --ros-args ...``)."""
+    rclpy.init(args=args)
+    try:
+        node = FrontEndNode()
+    except (ConfigError, CameraError, ParameterException) as err:
+        print(f"frontend_node: invalid parameters: {err}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

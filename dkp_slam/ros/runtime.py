@@ -1,0 +1,224 @@
+"""Plain-Python machinery behind the node's worker thread (no ROS imports).
+
+- :class:`LatestSlot`: a one-item mailbox. Subscription callbacks put the newest message in
+  and never block; the worker takes the newest one; a message replaced before the worker took
+  it is a dropped frame. The node therefore never falls behind and never queues.
+- :class:`SequenceGaps`: frames lost before the callback, from publisher sequence numbers.
+- :class:`NodeStats`: thread-safe counters, FPS and latency for ``/diagnostics`` and
+  ``~/status``.
+- :class:`OdometryChain`: the ``odom -> camera`` pose, continuous across front-end resets and
+  rebuilds (REP-105), with a first-order accumulated covariance.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from typing import Any, Generic, Optional, TypeVar
+
+import numpy as np
+
+from ..geometry import UNKNOWN_VARIANCE
+
+T = TypeVar("T")
+
+
+class LatestSlot(Generic[T]):
+    """Single-slot mailbox: :meth:`put` never blocks and replaces an item nobody took."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Optional[T] = None
+        self._full = False
+        self._closed = False
+
+    def put(self, item: T) -> bool:
+        """Store ``item`` as the newest; return True when it replaced an unconsumed item."""
+        with self._cond:
+            replaced = self._full
+            self._item, self._full = item, True
+            self._cond.notify()
+            return replaced
+
+    def get(self, timeout: float) -> Optional[T]:
+        """The newest item (removing it), or None after ``timeout`` seconds or on close."""
+        with self._cond:
+            if not self._full and not self._closed:
+                self._cond.wait(timeout)
+            if not self._full:
+                return None
+            item, self._item, self._full = self._item, None, False
+            return item
+
+    def close(self) -> None:
+        """Wake a waiting :meth:`get`; later gets return what is left, then None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def pending(self) -> int:
+        """0 or 1: items waiting (the queue can never grow beyond one)."""
+        with self._cond:
+            return int(self._full)
+
+
+class SequenceGaps:
+    """Frames lost before the subscription callback, from gaps in each publisher's
+    ``publication_sequence_number`` (DDS queue overwritten while the executor was busy, or
+    best-effort samples lost in transport). Gaps before a publisher's first seen message are
+    unknowable and not counted."""
+
+    MAX_PUBLISHERS = 64
+
+    def __init__(self) -> None:
+        self._last: dict[bytes, int] = {}
+
+    def update(self, publisher: bytes, sequence: int) -> int:
+        """Record ``sequence`` from ``publisher``; return how many were skipped since the last."""
+        last = self._last.get(publisher)
+        if last is None and len(self._last) >= self.MAX_PUBLISHERS:
+            self._last.clear()
+        self._last[publisher] = sequence
+        return max(sequence - last - 1, 0) if last is not None else 0
+
+
+class NodeStats:
+    """Counters and rolling FPS / latency, safe to update from callbacks and the worker.
+
+    Counters: ``received`` (images that reached the callback), ``processed``, ``dropped``
+    (all frames not processed: ``dropped_busy + dropped_queue``), ``dropped_busy`` (replaced
+    in the mailbox while the worker was busy), ``dropped_queue`` (lost before the callback,
+    see :class:`SequenceGaps`), ``invalid_images``, ``invalid_camera_info``,
+    ``waiting_for_camera_info`` (frames skipped before the first CameraInfo), ``errors``
+    (unexpected exceptions while processing).
+    """
+
+    COUNTERS = ("received", "processed", "dropped", "dropped_busy", "dropped_queue",
+                "invalid_images", "invalid_camera_info", "waiting_for_camera_info", "errors")
+
+    def __init__(self, window: int = 100) -> None:
+        self._lock = threading.Lock()
+        self.counters: Counter = Counter({k: 0 for k in self.COUNTERS})
+        self.status_counts: Counter = Counter()
+        self._latency_ms: deque[float] = deque(maxlen=window)
+        self._process_ms: deque[float] = deque(maxlen=window)
+        self._done: deque[float] = deque(maxlen=window)
+        self.last: dict[str, Any] = {}
+        self.last_problem: str = ""
+        self.last_problem_time = float("-inf")
+        self.last_error_time = float("-inf")
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
+
+    def problem(self, name: str, reason: str, error: bool = False) -> None:
+        """Count a rejected input (or an error, ``error=True``) and remember the reason."""
+        with self._lock:
+            self.counters[name] += 1
+            self.last_problem = reason
+            self.last_problem_time = time.monotonic()
+            if error:
+                self.last_error_time = self.last_problem_time
+
+    def frame_done(self, status: str, latency_ms: float, process_ms: float,
+                   last: dict[str, Any]) -> None:
+        """Record one processed frame."""
+        with self._lock:
+            self.counters["processed"] += 1
+            self.status_counts[status] += 1
+            self._latency_ms.append(latency_ms)
+            self._process_ms.append(process_ms)
+            self._done.append(time.monotonic())
+            self.last = dict(last)
+
+    def snapshot(self, horizon_s: float = 5.0) -> dict[str, Any]:
+        """Counters, FPS over the last ``horizon_s`` seconds, latency median / p90 (ms)."""
+        with self._lock:
+            now = time.monotonic()
+            done = [t for t in self._done if now - t <= horizon_s]
+            fps = (len(done) - 1) / (done[-1] - done[0]) if len(done) >= 2 and \
+                done[-1] > done[0] else 0.0
+            lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(0)
+            proc = np.array(self._process_ms) if self._process_ms else np.zeros(0)
+            return {
+                **dict(self.counters),
+                "fps": fps,
+                "latency_ms_median": float(np.median(lat)) if lat.size else float("nan"),
+                "latency_ms_p90": float(np.percentile(lat, 90)) if lat.size else float("nan"),
+                "process_ms_median": float(np.median(proc)) if proc.size else float("nan"),
+                "status_counts": dict(self.status_counts),
+                "last": dict(self.last),
+                "last_problem": self.last_problem,
+                "problem_age_s": now - self.last_problem_time,
+                "error_age_s": now - self.last_error_time,
+                "idle_s": now - self._done[-1] if self._done else float("inf"),
+            }
+
+
+class OdometryChain:
+    """``T_odom_cam`` from :attr:`FrameResult.T_world_cam`, continuous across restarts.
+
+    The core chains relative poses from its first frame (identity); after ``reset()`` or a new
+    FrontEnd it starts again at identity. The chain composes with the last pose published so
+    the odometry never jumps (REP-105). The covariance is a first-order accumulation in the
+    odom frame, ``C_cur = C_ref + J C_rel J^T`` with ``J = diag(R_odom_ref, R_odom_ref)``
+    (correlations and lever arms ignored; translations are in units of one step: the scale is
+    unknown); it becomes :data:`~dkp_slam.geometry.UNKNOWN_VARIANCE` after an untracked
+    frame or a restart, since the motion across that gap was never measured.
+    """
+
+    #: Covariances kept for frames that may still serve as a reference.
+    KEEP = 64
+
+    def __init__(self) -> None:
+        self.offset = np.eye(4)
+        self.last_pose = np.eye(4)
+        self.last_covariance = np.zeros((6, 6))
+        self._cov: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._keyframe: Optional[tuple[int, np.ndarray]] = None
+        self._gap = False
+
+    def restart(self) -> None:
+        """The front-end restarted: continue from the last pose, with an unknown gap."""
+        self.offset = self.last_pose.copy()
+        self._cov.clear()
+        self._keyframe = None
+        self._gap = True
+
+    def update(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(T_odom_cam 4x4, covariance 6x6 in ROS order)`` for a FrameResult."""
+        pose = self.offset @ result.T_world_cam
+        unknown = np.eye(6) * UNKNOWN_VARIANCE
+        if result.reference_index < 0:
+            cov = unknown if self._gap else np.zeros((6, 6))
+        elif not result.status.tracked:
+            cov = unknown
+        else:
+            base = self._lookup(result.reference_index)
+            T_ref_cur = result.T_ref_cur
+            T_world_ref = result.T_world_cam @ np.linalg.inv(T_ref_cur)
+            R = (self.offset @ T_world_ref)[:3, :3]
+            J = np.zeros((6, 6))
+            J[:3, :3] = J[3:, 3:] = R
+            cov = (unknown if base is None else base) + J @ result.covariance @ J.T
+        cov = 0.5 * (cov + cov.T)
+        self._cov[result.index] = cov
+        while len(self._cov) > self.KEEP:
+            self._cov.popitem(last=False)
+        if result.is_keyframe:
+            self._keyframe = (result.index, cov)
+        self.last_pose, self.last_covariance = pose, cov
+        return pose, cov
+
+    def _lookup(self, index: int) -> Optional[np.ndarray]:
+        if index in self._cov:
+            return self._cov[index]
+        if self._keyframe is not None and self._keyframe[0] == index:
+            return self._keyframe[1]
+        return None
+
+
+__all__ = ["LatestSlot", "SequenceGaps", "NodeStats", "OdometryChain"]

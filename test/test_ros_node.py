@@ -1,0 +1,434 @@
+"""frontend_node in-process with real rclpy and Fast DDS: KITTI07 frames and CameraInfo go in
+from a tester node, features / relative pose / odometry come back and are compared with
+dkp_slam.FrontEnd run directly on the same frames. Also: parameters from the shipped YAML via
+--params-file, run-time parameter changes through the parameter service, the reset service,
+malformed input, bursts, compressed input and diagnostics."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from conftest import shared_data
+from ros_harness import KITTI, PARAMS_FILE, RosHarness, camera_info, domain_id, header, wait_for
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from dkp_slam.config import FrontEndConfig, flatten
+from dkp_slam.datasets import load_kitti
+from dkp_slam.features import DETECTORS
+from dkp_slam.frontend import FrontEnd
+from dkp_slam.ros.conversions import (array_to_image, matrix_from_pose,
+                                      stamp_to_seconds)
+from dkp_slam.ros.node import FrontEndNode
+from dkp_slam.ros.pointcloud import decode_features
+
+NS = "/dkp_test"
+N_FRAMES = 25
+
+
+@pytest.fixture(scope="module")
+def kitti():
+    seq = load_kitti(shared_data(*KITTI))
+    return seq, [seq.load_image(i) for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def ros():
+    harness = RosHarness(domain_id(1), ["--ros-args", "--params-file", str(PARAMS_FILE)])
+    yield harness
+    harness.close()
+
+
+@pytest.fixture(scope="module")
+def node(ros):
+    """The node under test: the shipped parameters file, reliable input for lockstep tests."""
+    n = ros.add_node(FrontEndNode(context=ros.context, namespace=NS, parameter_overrides=[
+        Parameter("node.qos.reliability", value="reliable"),
+        Parameter("node.debug_image.max_rate_hz", value=100.0)]))
+    yield n
+
+
+@pytest.fixture(scope="module")
+def io(ros, node):
+    """Publishers and collectors wired to the node under test."""
+    out = {name: ros.subscribe(t, f"{NS}/frontend/{name}") for name, t in [
+        ("features", PointCloud2), ("relative_pose", PoseWithCovarianceStamped),
+        ("odometry", Odometry), ("status", String)]}
+    out["diagnostics"] = ros.subscribe(DiagnosticArray, "/diagnostics")
+    out["image"] = ros.publisher(Image, f"{NS}/image")
+    out["camera_info"] = ros.publisher(CameraInfo, f"{NS}/camera_info")
+    assert wait_for(lambda: all(out[k].subscription.get_publisher_count() for k in
+                                ("features", "relative_pose", "odometry", "status")), 10)
+    return out
+
+
+def _publish_and_wait(io, node, image, stamp, encoding="mono8", timeout=10.0):
+    """Publish one frame, wait until all its outputs arrived (~/status comes last); return
+    its features."""
+    stamp = stamp_to_seconds(header(stamp).stamp)
+    io["image"].publish(array_to_image(image, header(stamp), encoding))
+
+    def done():
+        return (len(io["status"]) and _status(io).get("stamp") == stamp and
+                all(io[k].stamped(stamp) for k in ("features", "relative_pose", "odometry")))
+
+    assert wait_for(done, timeout), "no outputs for the frame"
+    return io["features"].stamped(stamp)
+
+
+def _status(io) -> dict:
+    return json.loads(io["status"].last().data)
+
+
+def t_var_along(cov, t):
+    """Translation variance along the unit vector ``t``."""
+    return float(t @ cov[:3, :3] @ t)
+
+
+def _rotation_angle_deg(R):
+    return np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1)))
+
+
+# ---------------------------------------------------------------------- data path
+def test_features_pose_and_odometry_equal_the_core(kitti, io, node):
+    seq, images = kitti
+    io["camera_info"].publish(camera_info(seq.camera))
+    assert wait_for(lambda: node._camera_known, 10)
+    direct = FrontEnd(FrontEndConfig.from_yaml(PARAMS_FILE), seq.camera)
+    for i in range(N_FRAMES):
+        stamp = stamp_to_seconds(header(float(seq.stamps[i])).stamp)
+        io["camera_info"].publish(camera_info(seq.camera, stamp))  # as drivers do
+        cloud_msg = _publish_and_wait(io, node, images[i], stamp)
+        ref = direct.process(images[i], stamp)
+        assert len(io["odometry"]) == len(io["relative_pose"]) == i + 1
+        assert stamp_to_seconds(cloud_msg.header.stamp) == pytest.approx(stamp, abs=1e-9)
+        assert cloud_msg.header.frame_id == "camera_optical_frame"
+        cloud = decode_features(cloud_msg.data, cloud_msg.fields, cloud_msg.point_step,
+                                cloud_msg.width, cloud_msg.height, cloud_msg.is_bigendian)
+        np.testing.assert_array_equal(cloud.keypoints, ref.keypoints)
+        np.testing.assert_array_equal(cloud.descriptors, ref.descriptors)
+        np.testing.assert_array_equal(cloud.scores, ref.scores)
+        np.testing.assert_allclose(cloud.normalised, ref.keypoints_normalised)
+        assert cloud.descriptors.shape == (len(ref.keypoints), 32)
+        status = _status(io)
+        assert status["status"] == ref.status.value and status["index"] == ref.index
+        pose = io["relative_pose"].stamped(stamp)
+        T = matrix_from_pose(pose.pose.pose)
+        if ref.status.tracked:
+            assert _rotation_angle_deg(T[:3, :3].T @ ref.R) < 0.05
+            assert np.degrees(np.arccos(np.clip(T[:3, 3] @ ref.t, -1, 1))) < 1.0
+            assert np.linalg.norm(T[:3, 3]) == pytest.approx(1.0, abs=1e-6)
+            cov = np.reshape(pose.pose.covariance, (6, 6))
+            assert np.all(np.diag(cov)[3:] < 1e-3)  # rotation well determined
+            assert t_var_along(cov, T[:3, 3]) >= 1e5  # scale along t is unobservable
+        else:
+            assert np.reshape(pose.pose.covariance, (6, 6))[0, 0] >= 1e6
+        odom = io["odometry"].stamped(stamp)
+        assert odom.header.frame_id == "odom" and odom.child_frame_id == "camera_optical_frame"
+    # Track ids follow the same verified matches (RANSAC may differ in a few inliers).
+    assert np.mean(cloud.track_ids == (ref.track_ids & 0xFFFFFFFF)) > 0.9
+    assert status["status"] == "OK" and status["dropped"] == 0
+    # The chained odometry follows the directly chained poses (up to the same scale).
+    T_odom = matrix_from_pose(io["odometry"].last().pose.pose)
+    assert _rotation_angle_deg(T_odom[:3, :3].T @ ref.T_world_cam[:3, :3]) < 0.5
+    a, b = T_odom[:3, 3], ref.T_world_cam[:3, 3]
+    assert np.linalg.norm(a - b) < 0.02 * np.linalg.norm(b)
+
+
+def test_diagnostics_report_rates_and_counts(io, node):
+    def ours():
+        return [s for m in io["diagnostics"].messages for s in m.status
+                if s.name.startswith("frontend:")]
+
+    assert wait_for(lambda: any(dict((kv.key, kv.value) for kv in s.values).get("processed")
+                                not in (None, "0") for s in ours()), 5)
+    values = {kv.key: kv.value for kv in ours()[-1].values}
+    for key in ("fps", "latency_ms_median", "latency_ms_p90", "keypoints", "inliers",
+                "dropped", "received", "invalid_images", "status"):
+        assert key in values
+    assert float(values["fps"]) > 0 and int(values["keypoints"]) > 0
+    assert values["camera"].startswith("1226x370")
+
+
+def test_debug_image_when_subscribed(ros, kitti, io, node):
+    seq, images = kitti
+    debug = ros.subscribe(Image, f"{NS}/frontend/debug_image")
+    assert wait_for(lambda: node._pub_debug.get_subscription_count() > 0, 5)
+    _publish_and_wait(io, node, images[N_FRAMES], float(seq.stamps[N_FRAMES]))
+    assert wait_for(lambda: len(debug) > 0, 5)
+    img = debug.last()
+    assert (img.encoding, img.width, img.height) == ("bgr8", 1226, 370)
+
+
+# ---------------------------------------------------------------------- parameters
+def test_parameters_from_the_shipped_yaml(ros):
+    """rclpy's --params-file handling: a node without overrides holds the YAML's values."""
+    import yaml
+
+    with open(PARAMS_FILE) as f:
+        expected = flatten(yaml.safe_load(f)["/**"]["ros__parameters"])
+    plain = FrontEndNode(node_name="yaml_check", context=ros.context, namespace=NS)
+    try:
+        got = {name: plain.get_parameter(name).value for name in expected}
+        got = {k: list(v) if k == "node.camera.d" else v for k, v in got.items()}
+        assert got == expected
+        assert plain.frontend.config == FrontEndConfig.from_yaml(PARAMS_FILE)
+    finally:
+        plain.destroy_node()
+
+
+def _set(ros, **values) -> list:
+    """Set parameters through the real parameter service; returns the SetParametersResults."""
+    types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+    req = SetParameters.Request()
+    for name, value in values.items():
+        name = name.replace("__", ".")
+        v = ParameterValue(type=types[type(value)])
+        setattr(v, {bool: "bool_value", int: "integer_value", float: "double_value",
+                    str: "string_value"}[type(value)], value)
+        req.parameters.append(ParameterMsg(name=name, value=v))
+    return ros.call(SetParameters, f"{NS}/frontend/set_parameters", req).results
+
+
+def test_parameter_changes_validated_and_applied(ros, kitti, io, node):
+    seq, images = kitti
+    frontend = node.frontend
+    # Run-time change: applied in place, tracking state kept.
+    (res,) = _set(ros, geometry__ransac_threshold_px=2.0)
+    assert res.successful
+    _publish_and_wait(io, node, images[N_FRAMES + 1], float(seq.stamps[N_FRAMES + 1]))
+    assert node.frontend is frontend and frontend.config.geometry.ransac_threshold_px == 2.0
+    assert _status(io)["status"] == "OK"
+    # Rejected, with the reason; nothing changes.
+    for kwargs, reason in [({"detector__max_keypoints": 0}, "out of range"),
+                           ({"tracker__reference": "bogus"}, "must be one of"),
+                           ({"geometry__min_inliers": "many"}, "type"),
+                           ({"node__qos__depth": 3}, "read-only"),
+                           ({"node__frames__odom": 3}, "type")]:
+        (res,) = _set(ros, **kwargs)
+        assert not res.successful and reason in res.reason.lower(), res.reason
+    import torch
+
+    if not torch.cuda.is_available():
+        (res,) = _set(ros, matcher__device="cuda")
+        assert not res.successful and "cuda" in res.reason.lower()
+    # Detector change: the worker builds a new FrontEnd; tracking restarts.
+    (res,) = _set(ros, detector__max_keypoints=300)
+    assert res.successful
+    cloud = _publish_and_wait(io, node, images[N_FRAMES + 2], float(seq.stamps[N_FRAMES + 2]))
+    assert node.frontend is not frontend and cloud.width <= 300
+    assert node.frontend.config.geometry.ransac_threshold_px == 2.0
+    assert _status(io)["status"] == "INITIALISING"
+    # A rebuild that fails keeps the running front-end and sets the parameters back.
+    if "dkp" in DETECTORS:
+        current = node.frontend
+        results = _set(ros, detector__name="dkp", detector__dkp__weights="/nonexistent.pt")
+        assert all(r.successful for r in results)
+        assert wait_for(lambda: node.get_parameter("detector.name").value == "orb" and
+                        node.get_parameter("detector.dkp.weights").value == "", 10)
+        assert node.frontend is current and "weight file not found" in node.stats.last_problem
+    # Frames are run-time parameters too.
+    assert all(r.successful for r in _set(ros, node__frames__camera="cam0",
+                                          node__frames__odom="vo_odom", node__publish_tf=True))
+    errors = node.stats.counters["errors"]
+    _publish_and_wait(io, node, images[N_FRAMES + 3], float(seq.stamps[N_FRAMES + 3]))
+    assert io["odometry"].last().header.frame_id == "vo_odom"
+    assert io["features"].last().header.frame_id == "cam0"
+    # TF: broadcast through tf2_ros where importable; here (no tf2_ros) a warning, no error.
+    assert node.stats.counters["errors"] == errors
+    assert all(r.successful for r in _set(ros, detector__max_keypoints=1000,
+                                          node__frames__camera="", node__frames__odom="odom",
+                                          node__publish_tf=False,
+                                          geometry__ransac_threshold_px=1.0))
+
+
+def test_reset_service_restarts_tracking_with_continuous_odometry(ros, kitti, io, node):
+    seq, images = kitti
+    for i in (30, 31):
+        _publish_and_wait(io, node, images[i], float(seq.stamps[i]))
+    before = matrix_from_pose(io["odometry"].last().pose.pose)
+    resp = ros.call(Trigger, f"{NS}/frontend/reset", Trigger.Request())
+    assert resp.success and "reset" in resp.message
+    _publish_and_wait(io, node, images[32], float(seq.stamps[32]))
+    assert _status(io)["status"] == "INITIALISING"
+    after = io["odometry"].last()
+    np.testing.assert_allclose(matrix_from_pose(after.pose.pose), before, atol=1e-9)
+    assert after.pose.covariance[0] >= 1e6  # the motion across the reset is unknown
+    _publish_and_wait(io, node, images[33], float(seq.stamps[33]))
+    assert _status(io)["status"] == "OK"
+
+
+# ---------------------------------------------------------------------- robustness
+def test_malformed_messages_are_reported_and_skipped(ros, kitti, io, node):
+    seq, images = kitti
+    good = array_to_image(images[34], header(float(seq.stamps[34])), "mono8")
+    bad = []
+    for change in [dict(encoding="yuv422_odd"), dict(step=good.step - 1),
+                   dict(height=0, width=0, step=0), dict(height=100000, width=100000)]:
+        msg = array_to_image(images[34], header(float(seq.stamps[34])), "mono8")
+        for k, v in change.items():
+            setattr(msg, k, v)
+        bad.append(msg)
+    short = array_to_image(images[34], header(1.0), "mono8")
+    short.data = short.data[:-10]  # data size does not match step x height
+    bad.append(short)
+    before = dict(node.stats.counters)
+    statuses = len(io["status"])
+    for msg in bad:
+        io["image"].publish(msg)
+        n = node.stats.counters["invalid_images"]
+        assert wait_for(lambda: node.stats.counters["invalid_images"] > n, 5)
+    nan_info = camera_info(seq.camera)
+    nan_info.k[0] = float("nan")
+    io["camera_info"].publish(nan_info)
+    assert wait_for(lambda: node.stats.counters["invalid_camera_info"] >
+                    before["invalid_camera_info"], 5)
+    assert node.stats.counters["invalid_images"] == before["invalid_images"] + len(bad)
+    assert wait_for(lambda: len(io["status"]) >= statuses + len(bad) + 1, 5)
+    reports = [json.loads(m.data) for m in io["status"].messages[statuses:]]
+    assert sum(r["status"] == "INPUT_ERROR" for r in reports) == len(bad) + 1
+    reasons = " ".join(r["message"] for r in reports)
+    for words in ("unsupported encoding", "step", "zero-size", "max_image_pixels", "NaN"):
+        assert words in reasons
+    # Still alive, camera unchanged, next good frame processed and tracked.
+    assert node.frontend.camera.fx == pytest.approx(seq.camera.fx)
+    _publish_and_wait(io, node, images[34], float(seq.stamps[34]))
+    assert node.stats.counters["errors"] == before["errors"] and node._worker.is_alive()
+    # Diagnostics turn to WARN (ERROR while an earlier error is recent) with the reason.
+    assert wait_for(lambda: any(s.level in (DiagnosticStatus.WARN, DiagnosticStatus.ERROR)
+                                and "NaN" in s.message
+                                for m in io["diagnostics"].messages for s in m.status), 5)
+
+
+def test_callbacks_never_raise(node):
+    """An exception inside a callback would end spin() and the node: it is counted instead."""
+    errors = node.stats.counters["errors"]
+    assert node._on_camera_info(object()) is None
+    assert node.stats.counters["errors"] == errors + 1
+    assert "_on_camera_info failed" in node.stats.last_problem
+
+
+def test_burst_drops_frames_instead_of_queueing(kitti, io, node):
+    """Frames published much faster than they are processed: the node keeps at most one
+    waiting frame, drops the rest (counted) and ends on the newest frame."""
+    import resource
+
+    seq, images = kitti
+    rss = []
+    for burst in range(2):
+        before = dict(node.stats.counters)
+        pending = []
+        stamps = [100.0 + burst * 10 + 0.01 * i for i in range(40)]
+        for i, stamp in enumerate(stamps):
+            io["image"].publish(array_to_image(images[i], header(stamp), "mono8"))
+            pending.append(node._slot.pending)
+        last = stamps[-1]
+        assert wait_for(lambda: node.stats.last.get("stamp") == pytest.approx(last), 10), \
+            "the newest frame was not processed"
+        delta = lambda k: node.stats.counters[k] - before[k]  # noqa: E731
+        # Every frame is accounted for: processed, replaced while the worker was busy, or
+        # overwritten in the (depth 5) subscription queue before the callback.
+        assert wait_for(lambda: node._slot.pending == 0 and
+                        delta("received") == delta("processed") + delta("dropped_busy"), 5)
+        assert delta("received") + delta("dropped_queue") == len(stamps)
+        assert delta("dropped") == delta("dropped_busy") + delta("dropped_queue") > 0
+        assert delta("processed") < len(stamps) / 2
+        assert max(pending) <= 1
+        rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    assert rss[1] - rss[0] < 50, f"peak RSS grew from {rss[0]:.0f} to {rss[1]:.0f} MiB"
+
+
+# ---------------------------------------------------------------------- other inputs
+def test_compressed_transport_waits_for_camera_info_then_runs_homography_only(ros, kitti):
+    """A second node: compressed input; frames before the first CameraInfo are skipped;
+    an uncalibrated CameraInfo (K = 0) means homography-only (x, y NaN); corrupt JPEG
+    data is reported."""
+    seq, images = kitti
+    ns = f"{NS}/compressed"
+    node = ros.add_node(FrontEndNode(context=ros.context, namespace=ns, parameter_overrides=[
+        Parameter("node.image_transport", value="compressed"),
+        Parameter("node.qos.reliability", value="reliable")]))
+    try:
+        features = ros.subscribe(PointCloud2, f"{ns}/frontend/features")
+        status = ros.subscribe(String, f"{ns}/frontend/status")
+        pub = ros.publisher(CompressedImage, f"{ns}/image/compressed")
+        info_pub = ros.publisher(CameraInfo, f"{ns}/camera_info")
+
+        def jpeg(i, data=None):
+            msg = CompressedImage(header=header(float(seq.stamps[i])), format="jpeg")
+            msg.data = data if data is not None else \
+                cv2.imencode(".jpg", images[i], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+            return msg
+
+        pub.publish(jpeg(0))
+        assert wait_for(lambda: node.stats.counters["waiting_for_camera_info"] == 1, 10)
+        assert wait_for(lambda: len(status) and
+                        json.loads(status.last().data)["status"] == "WAITING_FOR_CAMERA_INFO")
+        uncalibrated = camera_info(seq.camera)
+        uncalibrated.k = [0.0] * 9
+        info_pub.publish(uncalibrated)
+        assert wait_for(lambda: node._camera_known, 5)
+        for i in range(3):
+            n = len(features)
+            pub.publish(jpeg(i))
+            assert wait_for(lambda: len(features) > n, 10)
+        cloud = features.last()
+        dec = decode_features(cloud.data, cloud.fields, cloud.point_step, cloud.width)
+        assert len(dec) > 100 and np.isnan(dec.normalised).all() and not cloud.is_dense
+        last = json.loads(status.last().data)
+        assert last["model"] == "homography_only" and last["status"] == "OK"
+        pub.publish(jpeg(3, cv2.imencode(".jpg", images[3])[1].tobytes()[:500]))
+        assert wait_for(lambda: node.stats.counters["invalid_images"] == 1, 5)
+        assert "corrupt" in node.stats.last_problem
+    finally:
+        ros.remove_node(node)
+
+
+def test_intrinsics_from_parameters(ros, kitti):
+    seq, images = kitti
+    cam = seq.camera
+    ns = f"{NS}/params_camera"
+    node = ros.add_node(FrontEndNode(context=ros.context, namespace=ns, parameter_overrides=[
+        Parameter("node.qos.reliability", value="reliable"),
+        Parameter("node.camera.source", value="parameters"),
+        Parameter("node.camera.width", value=cam.width),
+        Parameter("node.camera.height", value=cam.height),
+        Parameter("node.camera.fx", value=cam.fx), Parameter("node.camera.fy", value=cam.fy),
+        Parameter("node.camera.cx", value=cam.cx), Parameter("node.camera.cy", value=cam.cy)]))
+    try:
+        assert node.frontend.camera.to_dict() == cam.to_dict()
+        features = ros.subscribe(PointCloud2, f"{ns}/frontend/features")
+        pub = ros.publisher(Image, f"{ns}/image")
+        pub.publish(array_to_image(images[0], header(0.0), "mono8"))
+        assert wait_for(lambda: len(features) > 0, 10)
+        assert features.last().is_dense
+    finally:
+        ros.remove_node(node)
+
+
+def test_invalid_startup_parameters_raise_with_a_reason(ros):
+    from dkp_slam.config import ConfigError
+    from rclpy.exceptions import ParameterException
+
+    with pytest.raises(ParameterException):
+        FrontEndNode(node_name="bad1", context=ros.context, namespace=NS,
+                     parameter_overrides=[Parameter("detector.max_keypoints", value=0)])
+    with pytest.raises(ConfigError, match="unknown parameters"):
+        FrontEndNode(node_name="bad2", context=ros.context, namespace=NS,
+                     parameter_overrides=[Parameter("detector.max_keypoint", value=10)])
+    with pytest.raises(ConfigError, match="focal"):
+        FrontEndNode(node_name="bad3", context=ros.context, namespace=NS,
+                     parameter_overrides=[Parameter("node.camera.source", value="parameters")])
