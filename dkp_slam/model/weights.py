@@ -36,17 +36,11 @@ def resolve_weights(path: Optional[str | Path]) -> Path:
     return p
 
 
-def load_model(path: Optional[str | Path] = None, device: str | torch.device = "cpu",
-               conf_overrides: Optional[dict] = None) -> DKPNet:
-    """Build a DKPNet from a weight file, in eval mode on ``device``.
-
-    Args:
-        path: weight file (see :func:`resolve_weights`).
-        conf_overrides: options that do not change the parameters, e.g.
-            ``{"dcn_impl": "torchvision"}``.
+def read_weights(path: Optional[str | Path] = None) -> tuple[dict, dict]:
+    """``(conf, state_dict)`` from a weight file or a trainer checkpoint (``last.pt``).
 
     Raises:
-        WeightsError: the file is missing, corrupt, or its tensors do not fit.
+        WeightsError: the file is missing, unreadable or holds neither format.
     """
     p = resolve_weights(path)
     if not p.is_file():
@@ -55,15 +49,33 @@ def load_model(path: Optional[str | Path] = None, device: str | torch.device = "
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors all mean "unreadable"
         raise WeightsError(f"cannot read DKPNet weights {p}: {exc}") from exc
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "conf" not in ckpt:
-        raise WeightsError(f"{p} is not a DKPNet weight file (needs 'conf' and 'state_dict')")
-    conf = dict(ckpt["conf"])
+    if isinstance(ckpt, dict) and "state_dict" in ckpt and "conf" in ckpt:
+        return dict(ckpt["conf"]), ckpt["state_dict"]
+    if isinstance(ckpt, dict) and "model" in ckpt and "model_conf" in ckpt:
+        return dict(ckpt["model_conf"]), ckpt["model"]
+    raise WeightsError(f"{p} is not a DKPNet weight file (needs 'conf' and 'state_dict') "
+                       "or training checkpoint")
+
+
+def load_model(path: Optional[str | Path] = None, device: str | torch.device = "cpu",
+               conf_overrides: Optional[dict] = None) -> DKPNet:
+    """Build a DKPNet from a weight file, in eval mode on ``device``.
+
+    Args:
+        path: weight file (see :func:`resolve_weights`) or trainer checkpoint.
+        conf_overrides: options that do not change the parameters, e.g.
+            ``{"dcn_impl": "torchvision"}``.
+
+    Raises:
+        WeightsError: the file is missing, corrupt, or its tensors do not fit.
+    """
+    conf, state = read_weights(path)
     conf.update(conf_overrides or {})
     try:
         net = DKPNet(conf)
-        net.load_state_dict(ckpt["state_dict"])
+        net.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-        raise WeightsError(f"{p} does not fit DKPNet: {exc}") from exc
+        raise WeightsError(f"{resolve_weights(path)} does not fit DKPNet: {exc}") from exc
     return net.eval().to(device)
 
 

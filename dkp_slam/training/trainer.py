@@ -251,20 +251,14 @@ def _default_factory(conf: dict) -> nn.Module:
 
 def _read_weights(path: str) -> tuple[dict, dict]:
     """(conf, state_dict) from a ``model.pt`` or a trainer ``last.pt``."""
-    from ..model.weights import resolve_weights
+    from ..model.weights import WeightsError, read_weights
 
-    p = resolve_weights(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"init_weights not found: {path}")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # zip, pickle and torch errors all mean "unreadable"
-        raise ConfigError(f"cannot read init_weights {p}: {exc}") from exc
-    if isinstance(ckpt, dict) and "state_dict" in ckpt and "conf" in ckpt:
-        return dict(ckpt["conf"]), ckpt["state_dict"]
-    if isinstance(ckpt, dict) and "model" in ckpt and "model_conf" in ckpt:
-        return dict(ckpt["model_conf"]), ckpt["model"]
-    raise ConfigError(f"{p} is not a DKPNet weight file or training checkpoint")
+        return read_weights(path)
+    except WeightsError as exc:
+        if "not found" in str(exc):
+            raise FileNotFoundError(f"init_weights not found: {path}") from exc
+        raise ConfigError(f"init_weights: {exc}") from exc
 
 
 def _build_model(cfg: dict, factory: Callable[[dict], nn.Module],
