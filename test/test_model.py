@@ -164,3 +164,17 @@ def test_detector_missing_weights_is_a_clear_error(tmp_path) -> None:
     conf.detector.dkp.weights = str(tmp_path / "nope.pt")
     with pytest.raises(WeightsError, match="not found"):
         create_detector(conf.detector)
+
+
+def test_no_fixed_pattern_in_score_map() -> None:
+    # A textureless image must give a flat score map away from the borders. A head with
+    # position-dependent parameters (pixel-shuffled cells with per-sub-pixel weights and
+    # biases) draws a fixed grid here -- the degenerate solution that the peaky and similarity
+    # losses accept, seen when training such a head.
+    torch.manual_seed(0)
+    for conf in ({}, {"multiscale": False, "dcn": False, "attention": False}):
+        net = DKPNet(conf).eval()
+        with torch.no_grad():
+            s = net(torch.full((1, 1, 256, 256), 0.4))["scores"][0, 0]
+        interior = s[96:160, 96:160]
+        assert float(interior.max() - interior.min()) < 1e-5, conf

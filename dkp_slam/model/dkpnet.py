@@ -3,24 +3,28 @@
 Architecture (input: grey image in [0, 1], H and W multiples of 8)::
 
     1/2  conv3x3 s2  1 -> c1                          (L2-Net style: strided early)
-    1/4  conv3x3 s2  c1 -> c2, conv3x3 c2 -> c2       --> score head A (c2 -> 16 = 4x4 cell)
+    1/4  conv3x3 s2  c1 -> c2, conv3x3 c2 -> c2       --> score map A
     1/8  conv3x3 s2  c2 -> c3
          multi-scale block: 3x3 convs with dilation 1, 2, 3 (receptive fields 3, 5, 7) in
-         parallel, concatenated, fused by 1x1          --> score head B (c3 -> 64 = 8x8 cell)
-         DCNv2 3x3 (learned offsets bounded by max_offset * tanh, sigmoid modulation mask)
+         parallel, concatenated, fused by 1x1          --> score map B
+         DCNv2 block (depthwise deformable 3x3 with learned offsets bounded by
+         max_offset * tanh and a sigmoid modulation mask, between 1x1 convs)
          CBAM (channel + spatial attention), coordinate attention
-                                                       --> score head C (c3 -> 64 = 8x8 cell)
+                                                       --> score map C
     descriptor: [2x2-pooled 1/4 features, both 1/8 stages] -> 1x1 -> D, L2-normalised (1/8)
 
-Score heads B and C are pixel-shuffled from 8x8 to 4x4 cells, so all three live on the 1/4 grid
-as 16 sub-pixel logits per cell; they are fused with softmax weights (sum to 1) and
-pixel-shuffled to a full-resolution logit map. An optional peakiness confidence
-``max_c softplus(y - local mean) * softplus(y - channel mean)`` of the last 1/8 features
-multiplies the sigmoid scores.
+Each score map is a ``head_channels``-channel 1x1 projection at its own depth; A, B and C are
+bilinearly upsampled to the 1/4 grid and fused with softmax weights (they sum to 1), upsampled
+to 1/2 where the projected stem features add fine detail, upsampled to full resolution, and a
+3x3 conv there gives the logit map. Every step is translation-equivariant: no pixel-shuffled
+heads, whose per-sub-pixel biases let a network put keypoints on a fixed grid regardless of the
+image (seen in training: peaky and similarity losses are both satisfied by such a grid). An
+optional peakiness confidence ``max_c softplus(y - local mean) * softplus(y - channel mean)`` of
+the last 1/8 features multiplies the sigmoid scores.
 
 Ablation switches (``default_conf``): ``multiscale`` (multi-scale block *and* the three-depth
-score fusion; off: a plain 3x3 conv and one score head from the last stage), ``dcn`` (off: a
-plain 3x3 conv), ``attention`` (off: no CBAM / coordinate attention), ``peakiness``.
+score fusion; off: a plain 3x3 conv and only score map C), ``dcn`` (off: a plain 3x3 conv),
+``attention`` (off: no CBAM / coordinate attention), ``peakiness``.
 
 Pixel convention: the centre of the top-left pixel is (0, 0). Score map pixel (v, u) is image
 pixel (v, u). Descriptor-map cell (i, j) covers pixels 8j..8j+7 horizontally, so its centre is
@@ -43,6 +47,7 @@ default_conf: dict[str, Any] = {
     "dcn": True,
     "attention": True,
     "peakiness": False,
+    "head_channels": 4,  # channels of each depth's score projection
     "max_offset": 4.0,  # DCN offsets bounded to +-max_offset pixels (of the 1/8 grid)
     "dcn_impl": "grid_sample",  # or "torchvision" (deform_conv2d): same result, slower on CPU
 }
@@ -223,11 +228,14 @@ class DKPNet(nn.Module):
                        if conf["dcn"] else conv_bn_relu(c3, c3))
         self.attention = (nn.Sequential(CBAM(c3), CoordinateAttention(c3))
                           if conf["attention"] else nn.Identity())
-        self.head_last = nn.Conv2d(c3, 64, 1)
+        hc = conf["head_channels"]
+        self.score_last = nn.Conv2d(c3, hc, 1)
         if conf["multiscale"]:
-            self.head4 = nn.Conv2d(c2, 16, 1)
-            self.head8 = nn.Conv2d(c3, 64, 1)
+            self.score4 = nn.Conv2d(c2, hc, 1)
+            self.score8 = nn.Conv2d(c3, hc, 1)
             self.fusion_logits = nn.Parameter(torch.zeros(3))
+        self.score2 = nn.Conv2d(c1, hc, 1)
+        self.score_out = nn.Conv2d(hc, 1, 3, padding=1)
         self.desc = nn.Sequential(nn.Conv2d(c2 + 2 * c3, c3, 1, bias=False), nn.BatchNorm2d(c3),
                                   nn.ReLU(inplace=True), nn.Conv2d(c3, conf["descriptor_dim"], 1))
 
@@ -243,15 +251,23 @@ class DKPNet(nn.Module):
         if images.shape[2] % 8 or images.shape[3] % 8:
             raise ValueError(f"image size must be a multiple of 8, got {tuple(images.shape[2:])}")
         x = (images - 0.5) * 4.0
-        f4 = self.stage4(self.stem(x))
+        f2 = self.stem(x)
+        f4 = self.stage4(f2)
         f8a = self.stage8(self.down8(f4))
         f8 = self.attention(self.deform(f8a))
-        cells = F.pixel_shuffle(self.head_last(f8), 2)  # (B,16,H/4,W/4)
+
+        def up(t: torch.Tensor, like: torch.Tensor | torch.Size) -> torch.Tensor:
+            size = like if isinstance(like, torch.Size) else like.shape[2:]
+            return F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+
+        # Depth maps fused on the 1/4 grid, refined with the stem's 1/2 features, then one
+        # upsampling to full resolution (bilinear everywhere: translation-equivariant).
+        fused = up(self.score_last(f8), f4)
         if self.conf["multiscale"]:
             w = torch.softmax(self.fusion_logits, 0)
-            cells = (w[0] * self.head4(f4) + w[1] * F.pixel_shuffle(self.head8(f8a), 2)
-                     + w[2] * cells)
-        logits = F.pixel_shuffle(cells, 4)
+            fused = w[0] * self.score4(f4) + w[1] * up(self.score8(f8a), f4) + w[2] * fused
+        fused = up(fused, f2) + self.score2(f2)
+        logits = self.score_out(F.relu(up(fused, images.shape[2:])))
         scores = torch.sigmoid(logits)
         if self.conf["peakiness"]:
             conf = F.interpolate(peakiness(f8), size=logits.shape[2:], mode="bilinear",
