@@ -9,6 +9,7 @@ pixel-centre convention of :mod:`dkp_slam.camera`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,17 @@ class DKPDetector(Detector):
         if ph or pw:
             t = F.pad(t, (0, pw, 0, ph), mode="replicate")
         out = self.net(t)
-        kp, scores = extract_keypoints(out["scores"], self.num_candidates,
-                                       self.conf.score_threshold)
+        if self.net.conf["peakiness"]:
+            kp, scores = extract_keypoints(out["scores"], self.num_candidates,
+                                           self.conf.score_threshold)
+        else:
+            # Rank on the logits: far from any corner the sigmoid underflows to exactly 0 in
+            # float32, which would leave too few candidates to fill the budget on weak texture.
+            thr = self.conf.score_threshold
+            thr = math.log(thr / (1.0 - thr)) if 0.0 < thr < 1.0 else (-math.inf if thr <= 0
+                                                                       else math.inf)
+            kp, logits = extract_keypoints(out["score_logits"], self.num_candidates, thr)
+            scores = torch.sigmoid(logits)
         return (kp.cpu().numpy().astype(np.float32), scores.cpu().numpy().astype(np.float32),
                 (out["descriptor_map"], t.shape[2:]))
 

@@ -33,6 +33,7 @@ at u = 8j + 3.5 (see :func:`sample_descriptors`).
 
 from __future__ import annotations
 
+import math
 from copy import deepcopy
 from typing import Any, Optional
 
@@ -314,10 +315,11 @@ def extract_keypoints(scores: torch.Tensor, max_candidates: int, threshold: floa
     (temperature ``refine_temperature``) centroid of the 3x3 scores around the pixel.
 
     Args:
-        scores: (1,1,H,W) scores, H and W multiples of 4.
+        scores: (1,1,H,W) scores or logits (any map where higher is better; ``threshold`` in
+            the same units), H and W multiples of 4.
 
     Returns:
-        keypoints (N,2) float32 pixels (u, v), pixel-centre convention; scores (N,).
+        keypoints (N,2) float32 pixels (u, v), pixel-centre convention; their map values (N,).
     """
     _, _, hh, ww = scores.shape
     cells = F.pixel_unshuffle(scores, 4)[0]  # (16,h,w)
@@ -325,9 +327,9 @@ def extract_keypoints(scores: torch.Tensor, max_candidates: int, threshold: floa
     if nms_cells > 0:
         k = 2 * nms_cells + 1
         local = F.max_pool2d(best[None, None], k, 1, nms_cells)[0, 0]
-        best = torch.where(best >= local, best, torch.zeros_like(best))
+        best = torch.where(best >= local, best, torch.full_like(best, -math.inf))
     flat = best.flatten()
-    n = min(max_candidates, int((flat > threshold).sum()))
+    n = min(max_candidates, int((flat > threshold).sum()), flat.numel())
     if n == 0:
         return torch.zeros(0, 2), torch.zeros(0)
     top_scores, idx = flat.topk(n)
