@@ -48,6 +48,8 @@ setup(
         # these are the dependencies they really import.
         "bench": ["evo>=1.28", "rosbags>=0.10", "kornia==0.9.0", "kornia-rs==0.2.0"],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.19"],
+        # dkp-slam bag-eval / make-bag / bag-play / bag-record (docs/BAGS.md)
+        "bags": ["rosbags>=0.10", "evo>=1.28"],
         "dev": ["pytest>=7", "rosbags>=0.10", "evo>=1.28"],
     },
     zip_safe=False,

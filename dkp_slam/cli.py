@@ -1,4 +1,5 @@
-"""``dkp-slam`` command line: ``demo``, ``run``, ``bench``, ``train`` and ``info``."""
+"""``dkp-slam`` command line: ``demo``, ``run``, ``bench``, ``train``, ``info`` and the bag tools
+``bag-eval``, ``bag-play``, ``bag-record``, ``make-bag`` (:mod:`dkp_slam.bags.cli`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Optional, Sequence as Seq
 import yaml
 
 from . import __version__
+from .bags import cli as bags_cli
 from .config import ConfigError, FrontEndConfig
 
 
@@ -114,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training option, e.g. --set optimizer.lr=3e-4 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    bags_cli.add_parsers(sub, _add_common)  # bag-eval, bag-play, bag-record, make-bag
     return parser
 
 
@@ -128,6 +132,8 @@ def main(argv: Optional[Seq[str]] = None) -> int:
             return _bench(args)
         if args.command == "train":
             return _train(args)
+        if args.command in bags_cli.COMMANDS:
+            return bags_cli.run(args)
         config = load_config(args.config, args.set)
         if args.command == "demo":
             from .synthetic import make_synthetic_sequence

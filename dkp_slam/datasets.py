@@ -421,6 +421,13 @@ def _index_rows(rows: np.ndarray, frame_ids: np.ndarray, what: str, path: Path) 
                      f"images (frame numbers {frame_ids.min()}..{frame_ids.max()})")
 
 
+def _kitti_poses(rows: np.ndarray) -> np.ndarray:
+    """(N,4,4) poses from KITTI rows of 12 values (row-major 3x4)."""
+    poses = np.tile(np.eye(4), (len(rows), 1, 1))
+    poses[:, :3, :4] = np.asarray(rows, dtype=np.float64).reshape(-1, 3, 4)
+    return poses
+
+
 def load_kitti(path: PathLike, camera: str = "image_0",
                poses_path: Optional[PathLike] = None) -> Sequence:
     """A KITTI odometry sequence folder (``image_0/`` or ``image_2/``, ``times.txt``,
@@ -480,9 +487,7 @@ def load_kitti(path: PathLike, camera: str = "image_0",
         rows = _read_float_lines(ppath)
         if rows.shape[1] != 12:
             raise ValueError(f"{ppath}: expected 12 values per line, got {rows.shape[1]}")
-        rows = _index_rows(rows, frame_ids, "pose", ppath)
-        gt = np.tile(np.eye(4), (n, 1, 1))
-        gt[:, :3, :4] = rows.reshape(n, 3, 4)
+        gt = _kitti_poses(_index_rows(rows, frame_ids, "pose", ppath))
         if camera != "image_0":
             # P_k = K [I | t_k]: x_camk = x_cam0 + t_k, so T_cam0_camk = [I | -t_k].
             t_k = np.linalg.solve(P[:, :3], P[:, 3])
@@ -660,6 +665,25 @@ def load_euroc_camera(sensor_yaml: PathLike) -> tuple[Camera, np.ndarray]:
     return Camera(width, height, fu, fv, cu, cv, model, dist), T_BS
 
 
+def load_euroc_groundtruth(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """An EuRoC / ASL state csv (``ns, px py pz, qw qx qy qz, ...``): ``(ns (N,) int64,
+    T_world_body (N,4,4))``.
+
+    Raises:
+        ValueError: rows that cannot be parsed or have fewer than 8 columns.
+    """
+    path = Path(path)
+    g_ns, g_rest = _read_euroc_csv(path)
+    try:
+        vals = np.array([[float(v) for v in r[:7]] for r in g_rest], dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{path}: cannot parse pose values: {exc}") from exc
+    if len(vals) and (vals.ndim != 2 or vals.shape[1] != 7):
+        raise ValueError(f"{path}: rows need at least 8 columns (ns, p xyz, q wxyz)")
+    vals = vals.reshape(-1, 7)
+    return g_ns, _pose_matrices(vals[:, 0:3], vals[:, [4, 5, 6, 3]])
+
+
 def interpolate_poses(query_ns: np.ndarray, ref_ns: np.ndarray, ref_poses: np.ndarray,
                       max_dt: float = 0.02) -> np.ndarray:
     """Poses at ``query_ns`` from a pose track (``ref_ns`` int ns, ``ref_poses`` (M,4,4)).
@@ -738,15 +762,7 @@ def load_euroc(path: PathLike, cam: str = "cam0", max_dt: float = 0.02) -> Seque
             gt_file = cand
             break
     if gt_file is not None:
-        g_ns, g_rest = _read_euroc_csv(gt_file)
-        try:
-            vals = np.array([[float(v) for v in r[:7]] for r in g_rest], dtype=np.float64)
-        except ValueError as exc:
-            raise ValueError(f"{gt_file}: cannot parse pose values: {exc}") from exc
-        if len(vals) and vals.shape[1] != 7:
-            raise ValueError(f"{gt_file}: rows need at least 8 columns (ns, p xyz, q wxyz)")
-        vals = vals.reshape(-1, 7)
-        T_wb = _pose_matrices(vals[:, 0:3], vals[:, [4, 5, 6, 3]])
+        g_ns, T_wb = load_euroc_groundtruth(gt_file)
         # interpolate the body track (what was measured), then move to the camera
         gt = interpolate_poses(ns, g_ns, T_wb, max_dt) @ T_BS
     return Sequence(
@@ -758,6 +774,117 @@ def load_euroc(path: PathLike, cam: str = "cam0", max_dt: float = 0.02) -> Seque
         meta={"format": "euroc", "path": str(seq_root), "cam": cam, "stamps_ns": ns,
               "T_BS": T_BS, "gt_file": str(gt_file) if gt_file else None, "max_dt": max_dt},
     )
+
+
+# ====================================================================== calibration, trajectory
+def load_kalibr_camchain(path: PathLike, cam: Optional[str] = None
+                         ) -> tuple[Camera, Optional[np.ndarray], Optional[str]]:
+    """One camera of a Kalibr ``camchain.yaml`` (``cam0: {camera_model: pinhole, intrinsics:
+    [fu fv pu pv], distortion_model: radtan|equidistant, distortion_coeffs, resolution: [w h],
+    T_cam_imu, rostopic}``).
+
+    Returns ``(camera, T_imu_cam or None, rostopic or None)``; ``T_imu_cam`` is the inverse
+    of ``T_cam_imu`` (the camera pose in the IMU/body frame, like EuRoC's ``T_BS``).
+    ``cam`` picks the camera (default: the first ``camN`` key).
+
+    Raises:
+        ValueError: not a camchain, an unknown camera, or an unsupported camera model.
+    """
+    path = Path(path)
+    d = _load_yaml(path)
+    cams = sorted(k for k, v in d.items() if isinstance(v, dict) and "intrinsics" in v)
+    if not cams:
+        raise ValueError(f"{path}: no camN entries with intrinsics (not a Kalibr camchain)")
+    key = cam or cams[0]
+    if key not in d:
+        raise ValueError(f"{path}: no camera {key!r}; cameras: {', '.join(cams)}")
+    c = d[key]
+    try:
+        if str(c.get("camera_model", "pinhole")) != "pinhole":
+            raise ValueError(f"camera_model {c.get('camera_model')!r} is not supported "
+                             f"(pinhole only)")
+        fu, fv, pu, pv = (float(v) for v in c["intrinsics"][:4])
+        width, height = (int(v) for v in c["resolution"])
+        dist = np.asarray(c.get("distortion_coeffs", []) or [], dtype=np.float64)
+        model = str(c.get("distortion_model", "radtan" if dist.size else "none"))
+        if dist.size == 0 or not np.any(dist):
+            model, dist = "none", np.zeros(0)
+        camera = Camera(width, height, fu, fv, pu, pv, model, dist)
+        T_cam_imu = c.get("T_cam_imu")
+        T_imu_cam = (np.linalg.inv(np.asarray(T_cam_imu, dtype=np.float64).reshape(4, 4))
+                     if T_cam_imu is not None else None)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a usable Kalibr camera {key!r}: {exc}") from exc
+    topic = c.get("rostopic")
+    return camera, T_imu_cam, str(topic) if topic else None
+
+
+def load_calibration(path: PathLike, cam: Optional[str] = None
+                     ) -> tuple[Camera, Optional[np.ndarray], Optional[str]]:
+    """Intrinsics from any supported calibration file, detected from its content.
+
+    Formats: a Kalibr camchain (:func:`load_kalibr_camchain`, ``cam`` picks the camera), an
+    EuRoC / ASL ``sensor.yaml`` (:func:`load_euroc_camera`), or a ROS ``camera_info`` YAML /
+    OpenCV calibration / :meth:`Camera.to_dict` file (:func:`load_camera_yaml`).
+
+    Returns ``(camera, T_body_cam or None, image topic or None)``: the camera pose in the body
+    (IMU) frame when the file gives it, and Kalibr's ``rostopic``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: no known layout, or unusable values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"calibration file not found: {path}")
+    d = _load_yaml(path)
+    if any(isinstance(v, dict) and "intrinsics" in v for v in d.values()):
+        return load_kalibr_camchain(path, cam)
+    if "intrinsics" in d and "resolution" in d:
+        camera, T_BS = load_euroc_camera(path)
+        return camera, T_BS, None
+    return load_camera_yaml(path), None, None
+
+
+def load_trajectory(path: PathLike) -> tuple[Optional[np.ndarray], np.ndarray, str]:
+    """A ground-truth trajectory file, format detected from its content.
+
+    - **TUM** (8 values per line: ``t tx ty tz qx qy qz qw``, seconds, ``T_world_cam``);
+    - **KITTI** (12 values per line: row-major 3x4 ``T_world_cam``, one line per frame, no
+      stamps: ``times.txt`` beside the file gives them when present);
+    - **EuRoC / ASL** state csv (``ns, p xyz, q wxyz, ...``, comma-separated, body poses
+      ``T_world_body``; see :func:`load_euroc_groundtruth`).
+
+    Returns ``(stamps_ns (N,) int64 or None, poses (N,4,4), format)`` with format ``"tum"``,
+    ``"kitti"`` or ``"euroc"``; stamps are None for KITTI without ``times.txt`` (then pose
+    ``i`` belongs to frame ``i``).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: an unrecognised layout.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"trajectory file not found: {path}")
+    first = next((ln.strip() for ln in path.read_text().splitlines()
+                  if ln.strip() and not ln.lstrip().startswith("#")), "")
+    if "," in first:
+        ns, poses = load_euroc_groundtruth(path)
+        return ns, poses, "euroc"
+    rows = _read_float_lines(path)
+    if rows.shape[0] and rows.shape[1] == 8:
+        stamps, poses = load_tum_trajectory(path)
+        return np.round(stamps * 1e9).astype(np.int64), poses, "tum"
+    if rows.shape[0] and rows.shape[1] == 12:
+        poses = _kitti_poses(rows)
+        times = path.parent / "times.txt"
+        if times.is_file():
+            t = _read_float_lines(times)
+            if t.shape[0] == len(poses):
+                return np.round(t[:, 0] * 1e9).astype(np.int64), poses, "kitti"
+        return None, poses, "kitti"
+    raise ValueError(f"{path}: unrecognised trajectory format (expected TUM lines of 8 values, "
+                     f"KITTI lines of 12 values or an EuRoC csv)")
 
 
 # ====================================================================== autodetection
@@ -818,7 +945,8 @@ def open_sequence(path: PathLike, fps: float = 10.0) -> Sequence:
 __all__ = [
     "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "TUM_CALIBRATIONS",
     "natural_sort_key", "read_image", "list_images", "associate_nearest", "interpolate_poses",
-    "load_camera_yaml", "load_euroc_camera", "tum_camera_from_name",
+    "load_camera_yaml", "load_euroc_camera", "load_euroc_groundtruth", "load_kalibr_camchain",
+    "load_calibration", "load_trajectory", "tum_camera_from_name",
     "load_image_folder", "load_video", "load_kitti", "load_tum", "load_euroc",
     "load_tum_trajectory", "write_tum_trajectory", "detect_format", "open_sequence",
 ]

@@ -90,7 +90,7 @@ def _position(records: list[dict], frame_index: int, before: int) -> int:
 
 
 def summarize(records: list[dict], gt_poses: Optional[np.ndarray], wall_time_s: float,
-              detector: str) -> dict:
+              detector: str, errors: Optional[tuple[np.ndarray, np.ndarray]] = None) -> dict:
     """The run summary (also written by ``--json``).
 
     Keys: ``frames``, ``fps`` (frames / wall time of processing), ``rot_err_median_deg``,
@@ -99,6 +99,7 @@ def summarize(records: list[dict], gt_poses: Optional[np.ndarray], wall_time_s: 
     ``keypoints_median``, ``inliers_median``, ``ms_per_frame`` (median total),
     ``ms_per_stage`` (median per stage), ``detector``; with ground truth also the keys of
     :func:`trajectory_metrics`. Error figures are NaN without ground truth.
+    ``errors``: the output of :func:`relative_pose_errors`, when already computed.
     """
     n = len(records)
     statuses = [r["status"] for r in records]
@@ -121,7 +122,7 @@ def summarize(records: list[dict], gt_poses: Optional[np.ndarray], wall_time_s: 
     out["ms_per_frame"] = out["ms_per_stage"]["total"]
     rot = tdir = np.full(0, np.nan)
     if gt_poses is not None:
-        rot, tdir = relative_pose_errors(records, gt_poses)
+        rot, tdir = errors if errors is not None else relative_pose_errors(records, gt_poses)
     out.update(
         rot_err_median_deg=_nanstat(rot, 50), rot_err_p90_deg=_nanstat(rot, 90),
         tdir_err_median_deg=_nanstat(tdir, 50), tdir_err_p90_deg=_nanstat(tdir, 90),
@@ -193,21 +194,16 @@ def trajectory_metrics(records: list[dict], gt_poses: np.ndarray,
     if valid_gt.sum() < 3:
         return out
     from evo.core import metrics
-    from evo.core.geometry import GeometryException
     from evo.core.trajectory import PoseTrajectory3D
 
     stamps = np.array([r["stamp"] for r in records])[valid_gt]
     ref = PoseTrajectory3D(poses_se3=list(gt_poses[valid_gt]), timestamps=stamps)
     chained = np.array([r["T_world_cam"] for r in records])[valid_gt]
     scaled = gt_scaled_trajectory(records, gt_poses)[valid_gt]
-    est = PoseTrajectory3D(poses_se3=list(chained), timestamps=stamps)
-    try:
-        est.align(ref, correct_scale=True)
-        ape = metrics.APE(metrics.PoseRelation.translation_part)
-        ape.process_data((ref, est))
-        out["ate_sim3_rmse_m"] = float(ape.get_statistic(metrics.StatisticsType.rmse))
-    except GeometryException:
-        pass
+    aligned = align_sim3(chained, gt_poses[valid_gt])
+    if aligned is not None:  # evo's APE translation_part: RMSE of the position differences
+        err = np.linalg.norm(aligned[:, :3, 3] - gt_poses[valid_gt][:, :3, 3], axis=1)
+        out["ate_sim3_rmse_m"] = float(np.sqrt(np.mean(err ** 2)))
     gt_chain = PoseTrajectory3D(poses_se3=list(scaled), timestamps=stamps)
     for key, relation in (("rpe_rot_rmse_deg", metrics.PoseRelation.rotation_angle_deg),
                           ("rpe_trans_rmse_m", metrics.PoseRelation.translation_part)):
@@ -215,6 +211,24 @@ def trajectory_metrics(records: list[dict], gt_poses: np.ndarray,
         rpe.process_data((ref, gt_chain))
         out[key] = float(rpe.get_statistic(metrics.StatisticsType.rmse))
     return out
+
+
+def align_sim3(est_poses: np.ndarray, gt_poses: np.ndarray) -> Optional[np.ndarray]:
+    """``est_poses`` (N,4,4) after the Sim(3) (Umeyama, with scale; evo) alignment of their
+    positions to ``gt_poses`` (N,4,4, all finite); None when the ground truth is degenerate
+    for the alignment (e.g. a static camera) or N < 3."""
+    if len(est_poses) < 3:
+        return None
+    from evo.core.geometry import GeometryException
+    from evo.core.trajectory import PosePath3D
+
+    ref = PosePath3D(poses_se3=list(gt_poses))
+    est = PosePath3D(poses_se3=list(est_poses))
+    try:
+        est.align(ref, correct_scale=True)
+    except GeometryException:
+        return None
+    return np.array(est.poses_se3)
 
 
 def _true_step(records: list[dict], gt_poses: np.ndarray, k: int) -> float:

@@ -1,5 +1,6 @@
-"""Run a :class:`~dkp_slam.sequence.Sequence` through the :class:`~dkp_slam.frontend.FrontEnd`
-and write the standard outputs (summary, trajectories, plot, annotated frames)."""
+"""Run a :class:`~dkp_slam.sequence.Sequence` (or any :class:`~dkp_slam.sequence.FrameSource`,
+such as a rosbag) through the :class:`~dkp_slam.frontend.FrontEnd` and write the standard
+outputs (summary, trajectories, plot, annotated frames)."""
 
 from __future__ import annotations
 
@@ -15,24 +16,28 @@ from tqdm import tqdm
 
 from .config import FrontEndConfig
 from .datasets import write_tum_trajectory
-from .evaluation import frame_record, gt_scaled_trajectory, summarize
+from .evaluation import (frame_record, gt_scaled_trajectory, relative_pose_errors,
+                         summarize)
 from .frontend import FrontEnd
 from .image import ImageError
-from .sequence import Sequence
+from .sequence import FrameSource
 from .viz import TrackHistory, draw_frame, plot_trajectory
 
 
-def run_sequence(sequence: Sequence, config: FrontEndConfig, output_dir: str | Path,
+def run_sequence(sequence: FrameSource, config: FrontEndConfig, output_dir: str | Path,
                  n_annotated: int = 4, progress: bool = True) -> dict:
     """Process every frame of ``sequence`` and write into ``output_dir``:
 
-    - ``summary.json``: :func:`~dkp_slam.evaluation.summarize` plus the sequence and config;
+    - ``summary.json``: :func:`~dkp_slam.evaluation.summarize` plus the sequence, the input
+      description (``input``: :meth:`~dkp_slam.sequence.FrameSource.describe`) and config;
     - ``frames.csv``: one row per frame (status, model, keypoints, matches, inliers, timings);
     - ``trajectory_tum.txt``: chained poses ``T_world_cam`` (TUM format, up to scale);
     - with ground truth: ``groundtruth_tum.txt`` and ``trajectory_gtscale_tum.txt`` (steps
       scaled to the true lengths), and the plot ``trajectory.png`` compares them;
     - ``frames/NNNNNN.png``: ``n_annotated`` evenly spaced frames with keypoints and tracks.
 
+    ``sequence`` is a :class:`~dkp_slam.sequence.Sequence` or any other
+    :class:`~dkp_slam.sequence.FrameSource` (frames are consumed one at a time).
     Unreadable files and unusable images (:class:`~dkp_slam.image.ImageError`) are counted in
     the summary as ``skipped_frames`` (with reasons under ``skipped``) and do not stop the run.
     Returns the summary dict.
@@ -46,12 +51,13 @@ def run_sequence(sequence: Sequence, config: FrontEndConfig, output_dir: str | P
     history = TrackHistory()
     records, skipped = [], []
     processing = 0.0
-    for i in tqdm(range(n), desc=sequence.name, unit="frame", disable=not progress):
-        stamp = float(sequence.stamps[i])
+    for frame in tqdm(sequence.frames(), total=n, desc=sequence.name, unit="frame",
+                      disable=not progress):
+        i = frame.index
         try:
-            image = sequence.load_image(i)
+            image, order = frame.load()
             t0 = time.perf_counter()
-            result = frontend.process(image, stamp)
+            result = frontend.process(image, frame.stamp, order)
         except (ImageError, OSError) as err:  # unreadable file or unusable image: skip it
             skipped.append({"frame": i, "reason": str(err)})
             continue
@@ -61,36 +67,46 @@ def run_sequence(sequence: Sequence, config: FrontEndConfig, output_dir: str | P
         records.append(rec)
         history.add(result.track_ids, result.keypoints)
         if i in annotate:
-            cv2.imwrite(str(out / "frames" / f"{i:06d}.png"), draw_frame(image, result, history))
+            cv2.imwrite(str(out / "frames" / f"{i:06d}.png"),
+                        draw_frame(image, result, history, order))
 
-    gt = None
-    if sequence.gt_poses is not None and records:
-        # The front-end numbers only the frames it accepted, so record k is frame index k.
-        gt = sequence.gt_poses[[r["sequence_index"] for r in records]]
-    summary = summarize(records, gt, processing, config.detector.name)
-    summary.update(sequence=sequence.name, source=str(sequence.meta.get("path", "")),
+    # The front-end numbers only the frames it accepted, so record k is frame index k.
+    gt = sequence.ground_truth(records) if records else None
+    errors = relative_pose_errors(records, gt) if gt is not None else None
+    summary = summarize(records, gt, processing, config.detector.name, errors)
+    info = sequence.describe()
+    summary.update(sequence=sequence.name, source=str(info.get("path", "")),
                    skipped_frames=len(skipped), skipped=skipped[:20],
-                   has_ground_truth=gt is not None, config=config.to_dict())
-    _write_outputs(out, sequence, records, gt, summary)
+                   has_ground_truth=gt is not None, input=info, config=config.to_dict())
+    write_outputs(out, sequence.name, records, gt, summary, errors)
     return summary
 
 
-def _write_outputs(out: Path, sequence: Sequence, records: list[dict],
-                   gt: Optional[np.ndarray], summary: dict) -> None:
+def write_outputs(out: Path, name: str, records: list[dict], gt: Optional[np.ndarray],
+                  summary: dict, errors: Optional[tuple[np.ndarray, np.ndarray]] = None
+                  ) -> None:
+    """Write ``trajectory_tum.txt``, ``frames.csv``, the ground-truth files and
+    ``trajectory.png`` (see :func:`run_sequence`) and ``summary.json`` for ``records``
+    (:func:`~dkp_slam.evaluation.frame_record` dicts with ``sequence_index``); ``errors``
+    (:func:`~dkp_slam.evaluation.relative_pose_errors`) fill the ``rot_err_deg`` and
+    ``tdir_err_deg`` columns of ``frames.csv`` (empty without ground truth)."""
     stamps = np.array([r["stamp"] for r in records])
     chained = np.array([r["T_world_cam"] for r in records]).reshape(-1, 4, 4)
     write_tum_trajectory(out / "trajectory_tum.txt", stamps, chained)
+    rot, tdir = errors if errors is not None else (np.full(len(records), np.nan),) * 2
     with open(out / "frames.csv", "w") as f:
         f.write("frame,stamp,status,model,keypoints,matches,inliers,parallax_px,keyframe,"
-                "detect_ms,match_ms,geometry_ms,track_ms,total_ms\n")
-        for r in records:
+                "detect_ms,match_ms,geometry_ms,track_ms,total_ms,rot_err_deg,tdir_err_deg\n")
+        for j, r in enumerate(records):
             t = r["timings"]
             f.write(f"{r['sequence_index']},{r['stamp']:.9f},{r['status']},{r['model']},"
                     f"{r['keypoints']},{r['matches']},{r['inliers']},{r['parallax_px']:.3f},"
                     f"{int(r['is_keyframe'])}," + ",".join(
                         f"{t.get(k, math.nan):.3f}"
-                        for k in ("detect", "match", "geometry", "track", "total")) + "\n")
-    title = f"{sequence.name} - {summary['detector']}"
+                        for k in ("detect", "match", "geometry", "track", "total")) + "," +
+                    ",".join("" if not np.isfinite(e) else f"{e:.6f}"
+                             for e in (rot[j], tdir[j])) + "\n")
+    title = f"{name} - {summary['detector']}"
     if gt is not None and records:
         scaled = gt_scaled_trajectory(records, gt)
         write_tum_trajectory(out / "groundtruth_tum.txt", stamps, gt)

@@ -1,15 +1,63 @@
 """The data contract between sequence sources (datasets, the synthetic generator, bags) and the
 front-end: a :class:`Sequence` of timestamped images, optional intrinsics and optional ground
-truth."""
+truth, and the more general :class:`FrameSource` stream that the runner consumes (a
+:class:`Sequence` is one; a rosbag read message by message is another, see
+:mod:`dkp_slam.bags.eval`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 import numpy as np
 
 from .camera import Camera
+
+
+@dataclass
+class Frame:
+    """One frame of a :class:`FrameSource`.
+
+    Attributes:
+        index: position of the frame in its source (0-based; frames the source itself rejects
+            still take a position, so indices may have gaps in the processed output).
+        stamp: image time in seconds.
+        load: ``load() -> (image, channel_order)`` returns the pixels (``"bgr"`` or ``"rgb"``
+            order for colour images); raises :class:`~dkp_slam.image.ImageError` or
+            :class:`OSError` with the reason when the frame is unusable (the runner then counts
+            it as skipped).
+    """
+
+    index: int
+    stamp: float
+    load: Callable[[], tuple[np.ndarray, str]]
+
+
+class FrameSource(Protocol):
+    """A stream of frames for :func:`dkp_slam.runner.run_sequence`.
+
+    Attributes:
+        name: short name used in output file names.
+        camera: intrinsics, or None (homography-only).
+    """
+
+    name: str
+    camera: Optional[Camera]
+
+    def __len__(self) -> int:
+        """The number of frames :meth:`frames` is expected to yield (progress, annotation)."""
+
+    def frames(self) -> Iterator[Frame]:
+        """Yield the frames in order; never holds more than the current frame in memory."""
+
+    def ground_truth(self, records: list[dict]) -> Optional[np.ndarray]:
+        """(len(records),4,4) ``T_world_cam`` for the processed frames (records carry
+        ``sequence_index`` = :attr:`Frame.index` and ``stamp``), NaN rows where unknown; None
+        without ground truth."""
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable facts about the input (``format``, ``path``, counters), read after
+        :meth:`frames` is exhausted; written to the summary as ``input``."""
 
 
 @dataclass
@@ -49,6 +97,22 @@ class Sequence:
         """Yield ``(stamp, image)`` in order."""
         for i in range(len(self)):
             yield float(self.stamps[i]), self.load_image(i)
+
+    def frames(self) -> Iterator[Frame]:
+        """:class:`FrameSource` view: every frame, loaded when the runner asks for it."""
+        for i in range(len(self)):
+            yield Frame(i, float(self.stamps[i]), lambda i=i: (self.load_image(i), "bgr"))
+
+    def ground_truth(self, records: list[dict]) -> Optional[np.ndarray]:
+        """:class:`FrameSource` view: the rows of :attr:`gt_poses` of the processed frames."""
+        if self.gt_poses is None or not records:
+            return None
+        return self.gt_poses[[r["sequence_index"] for r in records]]
+
+    def describe(self) -> dict[str, Any]:
+        """:class:`FrameSource` view: ``format``, ``path`` and the number of frames."""
+        return {"format": str(self.meta.get("format", "")), "path": str(self.meta.get("path", "")),
+                "frames": len(self)}
 
     def subset(self, start: int = 0, stop: Optional[int] = None, step: int = 1) -> "Sequence":
         """A view on frames ``start:stop:step`` (images still loaded lazily)."""

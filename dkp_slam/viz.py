@@ -87,3 +87,26 @@ def plot_trajectory(path: str | Path, estimate: np.ndarray, ground_truth: Option
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_series(path: str | Path, x: np.ndarray, series: dict[str, np.ndarray], xlabel: str,
+                ylabel: str, title: str, log_y: bool = False) -> None:
+    """Line plot of one or more ``series`` (label -> values) over ``x``; NaNs leave gaps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for label, y in series.items():
+        ax.plot(x, y, ".-", ms=2, lw=0.8, label=label)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -8,6 +8,8 @@ Modules:
   validation (no ROS imports).
 - :mod:`~dkp_slam.ros.runtime`: the newest-frame mailbox, statistics and odometry covariance
   chaining behind the node's worker thread (no ROS imports).
+- :mod:`~dkp_slam.ros.decode`: image / CameraInfo / stamp / pose decoders that read message
+  fields only (no ROS imports; shared with the bag tools in :mod:`dkp_slam.bags`).
 - :mod:`~dkp_slam.ros.conversions`: ROS messages <-> numpy / core types (needs the message
   packages).
 - :mod:`~dkp_slam.ros.node`: ``frontend_node`` (needs rclpy).

@@ -1,9 +1,11 @@
 """ROS 2 messages <-> numpy and core types. No cv_bridge: images are decoded with numpy (raw)
 or OpenCV (compressed).
 
-Every decoder raises the core's exceptions with the reason (:class:`~dkp_slam.image.ImageError`
-for images, :class:`~dkp_slam.camera.CameraError` for CameraInfo) so the node can count, log
-and skip bad input.
+The decoders (images, CameraInfo, stamps, poses) need no ROS import and live in
+:mod:`dkp_slam.ros.decode` (shared with the bag tools); they are re-exported here. Every
+decoder raises the core's exceptions with the reason (:class:`~dkp_slam.image.ImageError` for
+images, :class:`~dkp_slam.camera.CameraError` for CameraInfo) so the node can count, log and
+skip bad input.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from __future__ import annotations
 import array
 import json
 import math
-from typing import Any, Optional
+from typing import Any
 
-import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -21,170 +22,22 @@ from geometry_msgs.msg import (Point, Pose, PoseWithCovarianceStamped, Quaternio
                                TransformStamped, Vector3)
 from nav_msgs.msg import Odometry
 from scipy.spatial.transform import Rotation
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header, String
 
-from ..camera import DISTORTION_MODELS, Camera, CameraError
 from ..geometry import UNKNOWN_VARIANCE
-from ..image import ImageError
+from .decode import (COMPRESSED_FORMATS, IMAGE_ENCODINGS, camera_from_info,
+                     compressed_image_size, compressed_to_array, image_to_array,
+                     matrix_from_pose, stamp_to_seconds)
 from .pointcloud import encode_features
 
-#: Raw encodings accepted on ``image``: numpy dtype, channels, channel order.
-IMAGE_ENCODINGS: dict[str, tuple[type, int, str]] = {
-    "mono8": (np.uint8, 1, "bgr"),
-    "8UC1": (np.uint8, 1, "bgr"),
-    "mono16": (np.uint16, 1, "bgr"),
-    "16UC1": (np.uint16, 1, "bgr"),
-    "rgb8": (np.uint8, 3, "rgb"),
-    "bgr8": (np.uint8, 3, "bgr"),
-    "rgba8": (np.uint8, 4, "rgb"),
-    "bgra8": (np.uint8, 4, "bgr"),
-}
-#: ``CompressedImage.format`` must name one of these (``jpeg``, ``png``, or image_transport's
-#: ``"bgr8; jpeg compressed bgr8"``).
-COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
 
-
-# ---------------------------------------------------------------------- time
-def stamp_to_seconds(stamp: Time) -> float:
-    """``builtin_interfaces/Time`` -> float seconds."""
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
+# ---------------------------------------------------------------------- outputs
 def _bytes(data: Any) -> array.array:
     """A ``uint8[]`` field value without the per-element checks of the generated setter."""
     return array.array("B", data.tobytes() if isinstance(data, np.ndarray) else bytes(data))
 
 
-# ---------------------------------------------------------------------- images in
-def image_to_array(msg: Image, max_pixels: int = 1 << 28) -> tuple[np.ndarray, str]:
-    """Decode a ``sensor_msgs/Image`` into ``(HxW[xC] array, channel_order)`` without copying
-    when possible (the result may be a view on ``msg.data``).
-
-    Raises:
-        ImageError: unsupported encoding, zero size, more than ``max_pixels`` pixels, or a
-            ``step`` / data size that does not match ``height``, ``width`` and the encoding.
-    """
-    enc = msg.encoding
-    if enc not in IMAGE_ENCODINGS:
-        raise ImageError(f"unsupported encoding {enc!r}; supported: {sorted(IMAGE_ENCODINGS)}")
-    dtype, channels, order = IMAGE_ENCODINGS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h == 0 or w == 0:
-        raise ImageError(f"zero-size image {w}x{h}")
-    if h * w > max_pixels:
-        raise ImageError(f"image {w}x{h} has more than node.max_image_pixels={max_pixels} pixels")
-    itemsize = np.dtype(dtype).itemsize
-    row = w * channels * itemsize
-    if step < row:
-        raise ImageError(f"step {step} is smaller than width x bytes per pixel = {row} "
-                         f"({enc}, width {w})")
-    size = len(msg.data)
-    if size != step * h:
-        raise ImageError(f"data has {size} bytes but step x height = {step} x {h} = {step * h}")
-    buf = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)[:, :row]
-    if itemsize > 1:
-        big = bool(msg.is_bigendian)
-        arr = np.ascontiguousarray(buf).view(np.dtype(dtype).newbyteorder(">" if big else "<"))
-        arr = arr.astype(dtype, copy=False)
-    else:
-        arr = buf
-    return (arr.reshape(h, w) if channels == 1 else arr.reshape(h, w, channels)), order
-
-
-def compressed_image_size(data: bytes | memoryview) -> Optional[tuple[int, int]]:
-    """``(width, height)`` from a PNG or JPEG header without decoding, or None if not found."""
-    b = bytes(data[:65536]) if len(data) > 65536 else bytes(data)
-    if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24:
-        return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
-    if b[:2] == b"\xff\xd8":
-        i = 2
-        while i + 4 <= len(b):
-            if b[i] != 0xFF:
-                return None
-            marker = b[i + 1]
-            if marker == 0xFF:  # fill byte
-                i += 1
-                continue
-            if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
-                i += 2
-                continue
-            seg = int.from_bytes(b[i + 2:i + 4], "big")
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                if i + 9 > len(b):
-                    return None
-                return int.from_bytes(b[i + 7:i + 9], "big"), int.from_bytes(b[i + 5:i + 7], "big")
-            i += 2 + seg
-    return None
-
-
-def compressed_to_array(msg: CompressedImage, max_pixels: int = 1 << 28
-                        ) -> tuple[np.ndarray, str]:
-    """Decode a JPEG/PNG ``sensor_msgs/CompressedImage`` into ``(array, "bgr")``.
-
-    Raises:
-        ImageError: other formats (e.g. ``compressedDepth``), empty or corrupt data, or more
-            than ``max_pixels`` pixels (checked from the header before decoding).
-    """
-    fmt = msg.format.lower()
-    if "compresseddepth" in fmt or not any(f in fmt for f in COMPRESSED_FORMATS):
-        raise ImageError(f"unsupported compressed format {msg.format!r}; supported: jpeg, png")
-    if len(msg.data) == 0:
-        raise ImageError("compressed image has no data")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    size = compressed_image_size(memoryview(data))
-    if size is None:
-        raise ImageError(f"corrupt compressed image ({msg.format!r}): no PNG/JPEG header found")
-    if size[0] * size[1] == 0 or size[0] * size[1] > max_pixels:
-        raise ImageError(f"compressed image is {size[0]}x{size[1]}: zero or more than "
-                         f"node.max_image_pixels={max_pixels} pixels")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise ImageError(f"corrupt compressed image ({msg.format!r}, {len(msg.data)} bytes)")
-    return image, "bgr"
-
-
-# ---------------------------------------------------------------------- camera info
-def camera_from_info(msg: CameraInfo, rectified: bool = False) -> Optional[Camera]:
-    """The :class:`Camera` of a ``sensor_msgs/CameraInfo``; None for an uncalibrated camera
-    (``K`` all zero, the ROS convention).
-
-    ``distortion_model`` ``plumb_bob`` (5 coefficients) and ``rational_polynomial`` (8: k1 k2
-    p1 p2 k3 k4 k5 k6, the OpenCV order) map to the core's ``radtan``, ``equidistant`` (4) to
-    ``equidistant``. With ``rectified`` the 3x3 part of ``P`` is used without distortion.
-
-    Raises:
-        CameraError: NaN/inf or implausible values, an unknown distortion model, skew,
-            binning or a region of interest (not supported).
-    """
-    K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if rectified:
-        K = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)[:, :3]
-    if not np.all(np.isfinite(K)):
-        raise CameraError(f"CameraInfo {'P' if rectified else 'K'} contains NaN/inf: "
-                          f"{K.reshape(-1).tolist()}")
-    if not np.any(K):
-        return None
-    if abs(K[0, 1]) > 1e-9 * max(abs(K[0, 0]), 1.0):
-        raise CameraError(f"CameraInfo K has skew {K[0, 1]}; not supported")
-    if msg.binning_x > 1 or msg.binning_y > 1:
-        raise CameraError(f"CameraInfo binning {msg.binning_x}x{msg.binning_y} not supported")
-    roi = msg.roi
-    if roi.x_offset or roi.y_offset or (roi.width and (roi.width, roi.height) != (msg.width,
-                                                                                   msg.height)):
-        raise CameraError("CameraInfo region of interest not supported")
-    dist = np.zeros(0) if rectified else np.asarray(msg.d, dtype=np.float64)
-    model = (msg.distortion_model or "none").lower()
-    if model not in DISTORTION_MODELS:
-        raise CameraError(f"unknown distortion_model {msg.distortion_model!r}; supported: "
-                          f"plumb_bob, rational_polynomial, equidistant")
-    if not np.any(dist):
-        model, dist = "none", np.zeros(0)
-    return Camera(int(msg.width), int(msg.height), K[0, 0], K[1, 1], K[0, 2], K[1, 2], model,
-                  dist)
-
-
-# ---------------------------------------------------------------------- outputs
 def array_to_image(image: np.ndarray, header: Header, encoding: str = "bgr8") -> Image:
     """A ``sensor_msgs/Image`` (mono8 or bgr8) from a uint8 array."""
     image = np.ascontiguousarray(image)
@@ -216,15 +69,6 @@ def pose_from_matrix(T: np.ndarray) -> Pose:
     return Pose(position=Point(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
                 orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]),
                                        w=float(q[3])))
-
-
-def matrix_from_pose(pose: Pose) -> np.ndarray:
-    """4x4 matrix of a ``geometry_msgs/Pose`` (inverse of :func:`pose_from_matrix`)."""
-    T = np.eye(4)
-    o = pose.orientation
-    T[:3, :3] = Rotation.from_quat([o.x, o.y, o.z, o.w]).as_matrix()
-    T[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
-    return T
 
 
 def _covariance(cov: np.ndarray) -> list[float]:
@@ -295,7 +139,7 @@ def _format_value(v: Any) -> str:
     return str(v)
 
 
-__all__ = ["IMAGE_ENCODINGS", "stamp_to_seconds", "image_to_array", "compressed_to_array",
-           "compressed_image_size", "camera_from_info", "array_to_image", "features_to_cloud",
-           "pose_from_matrix", "matrix_from_pose", "relative_pose_msg", "odometry_msg",
-           "transform_msg", "status_msg", "diagnostics_msg"]
+__all__ = ["IMAGE_ENCODINGS", "COMPRESSED_FORMATS", "stamp_to_seconds", "image_to_array",
+           "compressed_to_array", "compressed_image_size", "camera_from_info", "array_to_image",
+           "features_to_cloud", "pose_from_matrix", "matrix_from_pose", "relative_pose_msg",
+           "odometry_msg", "transform_msg", "status_msg", "diagnostics_msg"]
