@@ -247,8 +247,27 @@ def test_identity_and_permutation(kind) -> None:
 
 def test_prepare_binary_is_pm_one() -> None:
     t = Matcher().prepare(_binary(4))
-    assert t.dtype == torch.float32 and t.shape == (4, 256)
-    assert set(torch.unique(t).tolist()) == {-1.0, 1.0}
+    assert t.dtype == torch.int8 and t.shape == (4, 256)  # CPU: exact int8 product
+    assert set(torch.unique(t).tolist()) == {-1, 1}
+
+
+def test_binary_int8_product_equals_float_product() -> None:
+    """The int8 path (CPU) gives exactly the float32 path's matches and Hamming distances,
+    also for set sizes that are not multiples of anything (5 x 777)."""
+    a, b = _binary(5, seed=11), _binary(777, seed=12)
+    b[:5] = a  # exact duplicates: distance 0
+    m_int = Matcher()
+    m_float = Matcher()
+    m_float._int8 = False
+    ra = m_int.match(m_int.prepare(a), m_int.prepare(b), True)
+    rf = m_float.match(m_float.prepare(a), m_float.prepare(b), True)
+    assert m_float.prepare(a).dtype == torch.float32
+    np.testing.assert_array_equal(ra[0], rf[0])
+    np.testing.assert_array_equal(ra[1], rf[1])
+    assert np.all(ra[1] == 0) and len(ra[0]) == 5
+    np.testing.assert_array_equal(
+        m_int.distance_matrix(m_int.prepare(a), m_int.prepare(b), True),
+        m_float.distance_matrix(m_float.prepare(a), m_float.prepare(b), True))
 
 
 def test_hamming_distances_equal_popcount() -> None:
