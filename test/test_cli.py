@@ -27,7 +27,7 @@ def test_demo_recovers_ground_truth(tmp_path):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert SUMMARY_KEYS <= summary.keys()
-    assert summary["frames"] == 40 and summary["detector"] == "orb"
+    assert summary["frames"] == 40 and summary["detector"] == "dkp"  # the default detector
     assert summary["tracked_fraction"] == 1.0
     assert summary["rot_err_median_deg"] < 0.2
     assert summary["tdir_err_median_deg"] < 6.0

@@ -72,7 +72,7 @@ def kitti_frames(kitti) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def kitti_run(kitti) -> list[Rec]:
     """All 160 KITTI frames, ORB 2000, consecutive frames (the default reference)."""
-    conf = FrontEndConfig.from_dict({"detector.max_keypoints": 2000})
+    conf = FrontEndConfig.from_dict({"detector.name": "orb", "detector.max_keypoints": 2000})
     assert conf.tracker.reference == "previous"
     fe = FrontEnd(conf, kitti.camera)
     recs = []
@@ -382,7 +382,9 @@ def test_frame_result_contents(kitti, kitti_frames) -> None:
     assert r1.stamp == 12.6 and r1.reference_stamp == 12.5
     n = len(r1.keypoints)
     assert 0 < n <= FrontEndConfig().detector.max_keypoints
-    assert r1.scores.shape == (n,) and r1.descriptors.shape == (n, 32)
+    # the default detector, DKPNet: 64-D float descriptors
+    assert r1.scores.shape == (n,) and r1.descriptors.shape == (n, 64)
+    assert r1.descriptors.dtype == np.float32
     assert r1.matches.dtype == np.int64 and r1.matches.shape == (r1.num_inliers, 2)
     assert np.all(r1.matches[:, 0] < len(r0.keypoints)) and np.all(r1.matches[:, 1] < n)
     assert 0 < r1.inlier_ratio <= 1 and r1.num_matches >= r1.num_inliers

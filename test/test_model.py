@@ -178,3 +178,24 @@ def test_no_fixed_pattern_in_score_map() -> None:
             s = net(torch.full((1, 1, 256, 256), 0.4))["scores"][0, 0]
         interior = s[96:160, 96:160]
         assert float(interior.max() - interior.min()) < 1e-5, conf
+
+
+def test_shipped_detector_finds_nothing_on_flat_images(shared_data) -> None:
+    """The shipped DKPNet scores every image; zero padding makes the border of a black or
+    white image an edge. Keypoints need texture under them (``detector.dkp.min_texture``):
+    flat images give none, a real image fills the budget, and the 2x2-cell extraction keeps
+    keypoints apart."""
+    det = create_detector(FrontEndConfig().detector)  # the default: dkp, shipped weights
+    for value in (0, 128, 255):
+        assert len(det(np.full((370, 1226), value, np.uint8))["keypoints"]) == 0
+    import cv2
+
+    image = cv2.imread(str(shared_data("sequences", "kitti07_0000-0159", "image_0",
+                                       "000000.png")), cv2.IMREAD_GRAYSCALE)
+    f = det(image)
+    assert len(f["keypoints"]) == 1000 and f["descriptors"].shape == (1000, 64)
+    d = np.linalg.norm(f["keypoints"][:, None] - f["keypoints"][None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    assert d.min() >= 1.0
+    conf = FrontEndConfig.from_dict({"detector.dkp.min_texture": 0}).detector
+    assert len(create_detector(conf)(np.full((370, 1226), 255, np.uint8))["keypoints"]) > 0

@@ -305,29 +305,36 @@ def sample_descriptors(descriptor_map: torch.Tensor, keypoints: torch.Tensor,
 
 @torch.no_grad()
 def extract_keypoints(scores: torch.Tensor, max_candidates: int, threshold: float = 0.0,
-                      nms_cells: int = 1, refine_temperature: float = 0.1
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+                      nms_cells: int = 1, refine_temperature: float = 0.1, cell: int = 4,
+                      min_contrast: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """Keypoints from a full-resolution score map without full-resolution NMS.
 
-    Each 4x4 cell keeps its best pixel; cells that are not the maximum of their
-    ``(2 nms_cells + 1)^2`` cell neighbourhood are suppressed (NMS radius 4-8 px), then the
+    Each ``cell`` x ``cell`` cell keeps its best pixel; cells that are not the maximum of their
+    ``(2 nms_cells + 1)^2`` cell neighbourhood are suppressed (NMS radius ``cell`` to
+    ``2 cell`` px: 4-8 px for the default 4x4 cells, 2-4 px for 2x2), then the
     ``max_candidates`` best above ``threshold`` are refined to sub-pixel positions by a softmax
-    (temperature ``refine_temperature``) centroid of the 3x3 scores around the pixel.
+    (temperature ``refine_temperature``) centroid of the 3x3 scores around the pixel. A cell
+    must also exceed the weakest cell of its neighbourhood by ``min_contrast`` (map units):
+    flat regions have no peaks.
 
     Args:
         scores: (1,1,H,W) scores or logits (any map where higher is better; ``threshold`` in
-            the same units), H and W multiples of 4.
+            the same units), H and W multiples of ``cell``.
 
     Returns:
         keypoints (N,2) float32 pixels (u, v), pixel-centre convention; their map values (N,).
     """
     _, _, hh, ww = scores.shape
-    cells = F.pixel_unshuffle(scores, 4)[0]  # (16,h,w)
+    cells = F.pixel_unshuffle(scores, cell)[0]  # (cell^2,h,w)
     best, arg = cells.max(0)
     if nms_cells > 0:
         k = 2 * nms_cells + 1
         local = F.max_pool2d(best[None, None], k, 1, nms_cells)[0, 0]
-        best = torch.where(best >= local, best, torch.full_like(best, -math.inf))
+        # A keypoint is a peak: the maximum of its neighbourhood and above its minimum, so a
+        # flat map (a constant or saturated image) gives no keypoints rather than a grid.
+        lowest = -F.max_pool2d(-best[None, None], k, 1, nms_cells)[0, 0]
+        peak = (best >= local) & (best > lowest + min_contrast)
+        best = torch.where(peak, best, torch.full_like(best, -math.inf))
     flat = best.flatten()
     n = min(max_candidates, int((flat > threshold).sum()), flat.numel())
     if n == 0:
@@ -336,8 +343,8 @@ def extract_keypoints(scores: torch.Tensor, max_candidates: int, threshold: floa
     w4 = best.shape[1]
     ci, cj = idx // w4, idx % w4
     sub = arg.flatten()[idx]
-    v = (ci * 4 + sub // 4).long()
-    u = (cj * 4 + sub % 4).long()
+    v = (ci * cell + sub // cell).long()
+    u = (cj * cell + sub % cell).long()
     # 3x3 neighbourhoods (clamped at the border) for the sub-pixel centroid.
     pad = F.pad(scores[0], (1, 1, 1, 1), mode="replicate")[0]
     dv, du = torch.meshgrid(torch.arange(3), torch.arange(3), indexing="ij")
