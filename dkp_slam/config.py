@@ -46,9 +46,36 @@ class DkpConfig:
     Attributes:
         weights: weight file; empty = the model shipped in the package (``dkp_slam/weights``),
             a bare file name = another shipped file, otherwise a path.
+        nms_cell: keypoint extraction cell (pixels, 2 or 4): each cell keeps its best pixel
+            and suppresses weaker cells in its 3x3-cell neighbourhood (NMS radius ``nms_cell``
+            to ``2 nms_cell`` px).
+        min_texture: keypoints need at least this grey-level range (0-255) in the 5x5 pixels
+            around them; 0 disables. A constant or saturated image then has no keypoints.
+        backend: inference backend: ``torch``, ``onnxruntime`` or ``tensorrt``
+            (:mod:`dkp_slam.model.backends`; falls back tensorrt -> onnxruntime -> torch).
+        precision: ``auto`` (fp16 for tensorrt, fp32 otherwise), ``fp32`` or ``fp16`` (CUDA
+            only; deformable sampling stays fp32).
+        cuda_graphs: replay a captured CUDA graph per input size (torch backend on CUDA).
+        onnx: ONNX file for onnxruntime / tensorrt (``dkp-slam export``); empty = export the
+            weights on first use into ``cache_dir``.
+        onnx_variant: ``deformconv`` (ONNX DeformConv; onnxruntime, TensorRT >= 10.1) or
+            ``decomposed`` (GridSample + 1x1 conv; TensorRT 8.5 / 8.6, JetPack 5 / 6.0).
+        cache_dir: ONNX exports and TensorRT engines; empty = ``$DKP_SLAM_CACHE`` or
+            ``~/.cache/dkp_slam``.
+        trt_plugin_library: extra TensorRT plugin library (.so) loaded before the standard
+            plugins; empty = none.
     """
 
     weights: str = ""
+    nms_cell: int = 2
+    min_texture: int = 4
+    backend: str = "torch"
+    precision: str = "auto"
+    cuda_graphs: bool = False
+    onnx: str = ""
+    onnx_variant: str = "deformconv"
+    cache_dir: str = ""
+    trt_plugin_library: str = ""
 
 
 @dataclass
@@ -67,7 +94,7 @@ class DetectorConfig:
         score_threshold: keypoints with a lower detector score are dropped.
     """
 
-    name: str = "orb"
+    name: str = "dkp"
     max_keypoints: int = 1000
     nms_radius: int = 0
     border: int = 8
@@ -207,6 +234,10 @@ ROS_ONLY_KEYS = {"node", "use_sim_time", "qos_overrides", "start_type_descriptio
 #: parameter descriptors.
 CHOICES: dict[str, tuple] = {
     "detector.name": ("orb", "sift", "dkp", "akaze", "aliked-t16", "aliked-n16", "disk", "xfeat"),
+    "detector.dkp.nms_cell": (2, 4),
+    "detector.dkp.backend": ("torch", "onnxruntime", "tensorrt"),
+    "detector.dkp.precision": ("auto", "fp32", "fp16"),
+    "detector.dkp.onnx_variant": ("deformconv", "decomposed"),
     "geometry.ransac_method": ("magsac", "usac_default", "usac_fast", "ransac"),
     "geometry.model_selection": ("gric", "essential", "homography"),
     "tracker.reference": ("previous", "keyframe"),
@@ -224,6 +255,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "detector.sift.contrast_threshold": (0.0, 1.0),
     "detector.sift.edge_threshold": (1.0, 100.0),
     "detector.sift.n_octave_layers": (1, 10),
+    "detector.dkp.min_texture": (0, 255),
     "matcher.max_distance": (0.0, 2.0),
     "matcher.max_hamming": (0, 512),
     "matcher.ratio": (0.1, 1.0),

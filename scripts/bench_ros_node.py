@@ -21,6 +21,7 @@ Examples::
 
     python scripts/bench_ros_node.py --detector orb --duration 60
     python scripts/bench_ros_node.py --detector orb --soak-minutes 10
+    python scripts/bench_ros_node.py --detector dkp --param detector.dkp.backend:=onnxruntime
 """
 
 from __future__ import annotations
@@ -199,6 +200,8 @@ def start_node(args, domain: int, ns: str, log: Path) -> subprocess.Popen:
            "-r", f"__ns:={ns}", "-p", f"detector.name:={args.detector}",
            "-p", f"detector.max_keypoints:={args.max_keypoints}",
            "-p", f"matcher.device:={args.device}"]
+    for param in args.param:  # e.g. detector.dkp.backend:=onnxruntime
+        cmd += ["-p", param]
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1")
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"),
                             stderr=subprocess.STDOUT)
@@ -233,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="instead: publish at --rate this long and check the node's RSS")
     p.add_argument("--sample-s", type=float, default=10.0, help="RSS sampling period (soak)")
     p.add_argument("--domain", type=int, default=150 + os.getpid() % 80, help="ROS_DOMAIN_ID")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="extra node parameter, e.g. detector.dkp.backend:=onnxruntime")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--log", default="outputs/bench_ros_node.log", help="node output")
     args = p.parse_args(argv)
@@ -244,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     proc = start_node(args, args.domain, ns, log)
     bench = Bench(args.domain, ns, frames, camera)
-    results: dict = {"detector": args.detector, "device": args.device,
+    results: dict = {"detector": args.detector, "device": args.device, "params": args.param,
                      "max_keypoints": args.max_keypoints, "source": args.source,
                      "size": f"{width}x{height}", "cpu_count": os.cpu_count()}
     rc = 1

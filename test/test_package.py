@@ -15,6 +15,14 @@ def test_shipped_yaml_equals_dataclass_defaults():
     assert FrontEndConfig.from_yaml(ROOT / "config" / "frontend.yaml") == FrontEndConfig()
 
 
+def test_jetson_yaml_is_valid_overrides():
+    """config/jetson.yaml (docker/jetson, docs/DEPLOY.md) names only valid parameters."""
+    conf = FrontEndConfig.from_yaml(ROOT / "config" / "jetson.yaml")
+    assert (conf.detector.name, conf.detector.dkp.backend, conf.matcher.device) == (
+        "dkp", "tensorrt", "cuda")
+    assert conf.geometry == FrontEndConfig().geometry  # everything else stays the default
+
+
 def test_package_xml_declares_ament_python_and_runtime_deps():
     root = ET.parse(ROOT / "package.xml").getroot()
     assert root.get("format") == "3"

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from ..bench.speed import _rss_mb as rss_mb  # current RSS (MiB) from /proc
+from ..bench.speed import rss_mb  # current RSS (MiB) from /proc
 from ..camera import Camera, CameraError
 from ..config import FrontEndConfig, extract_ros_parameters, flatten
 from ..datasets import interpolate_poses, load_calibration, load_trajectory

@@ -24,7 +24,7 @@ import numpy as np
 STAGES = ("detect", "match", "geometry", "track", "total")
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     """Current resident set size (MB) from /proc, 0 where unavailable."""
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
@@ -70,7 +70,7 @@ def measure(method: str, size: Optional[tuple[int, int]], frames: int, max_keypo
                                      "detector.max_keypoints": max_keypoints,
                                      "matcher.device": device})
     fe = FrontEnd(conf, camera)
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
     timings, keypoints = [], []
     t_start = None
     for i, im in enumerate(images):
@@ -84,7 +84,11 @@ def measure(method: str, size: Optional[tuple[int, int]], frames: int, max_keypo
     a = np.array(timings)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
     h, w = images[0].shape[:2]
+    backend = getattr(fe.detector, "backend", None)
     out = {"method": method, "device": device, "width": w, "height": h,
+           "backend": backend.name if backend is not None else "",
+           "backend_description": backend.description if backend is not None else "",
+           "frontend_fps": 1000.0 / float(np.median(a[:, -1])),
            "frames": len(timings), "keypoints_median": float(np.median(keypoints)),
            "ms_per_frame": float(np.median(a[:, -1])), "fps": len(timings) / wall,
            "detector_ms": float(np.median(a[:, 0])),
@@ -123,6 +127,37 @@ def bench_speed(methods: Seq[str], sizes: Seq[Optional[tuple[int, int]]], frames
     return results
 
 
+def bench_backends(backends: Seq[str], sizes: Seq[Optional[tuple[int, int]]], frames: int = 50,
+                   max_keypoints: int = 1000, device: str = "cpu", path: Optional[str] = None,
+                   overrides: Optional[dict] = None) -> tuple[dict[str, dict], dict[str, str]]:
+    """The DKPNet front-end once per backend (``name`` or ``name:precision``, e.g.
+    ``torch:fp16``), each in its own process (:func:`bench_speed`).
+
+    Returns ``({key: metrics}, {backend: reason})``: keys are the backend names (with
+    ``@WxH`` when several sizes are measured); a backend that fell back to another one (e.g.
+    tensorrt without TensorRT) is not reported under its name but listed with the reason.
+    ``detector_ms`` is the median detection time, ``frontend_fps`` 1000 / the median time of
+    the whole front-end per frame.
+    """
+    results, skipped = {}, {}
+    for spec in backends:
+        name, _, precision = spec.partition(":")
+        conf = {**(overrides or {}), "detector.dkp.backend": name,
+                "detector.dkp.precision": precision or "auto"}
+        try:
+            measured = bench_speed(["dkp"], sizes, frames, max_keypoints, device, path, conf)
+        except RuntimeError as exc:
+            skipped[spec] = str(exc).strip().splitlines()[-1]
+            continue
+        for key, r in measured.items():
+            if r["backend"] != name:
+                skipped[spec] = f"fell back to {r['backend_description']}"
+                break
+            label = spec if len(sizes) == 1 else f"{spec}@{key.split('@')[1]}"
+            results[label] = {**r, "backend": r["backend_description"]}
+    return results, skipped
+
+
 def parse_size(text: str) -> Optional[tuple[int, int]]:
     """``"640x480"`` -> (640, 480); ``"native"`` -> None."""
     if text == "native":
@@ -141,6 +176,9 @@ def main(argv: Optional[Seq[str]] = None) -> int:
     p.add_argument("--path")
     p.add_argument("--overrides", default="{}", help="JSON {dotted.key: value}")
     a = p.parse_args(argv)
+    from ..allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the dkp-slam and frontend_node programs do
     print(json.dumps(measure(a.method, parse_size(a.size), a.frames, a.keypoints, a.device,
                              a.path, overrides=json.loads(a.overrides))))
     return 0

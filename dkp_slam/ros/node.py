@@ -43,6 +43,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 
+from ..allocator import keep_freed_memory
 from ..camera import Camera, CameraError
 from ..config import ConfigError, FrontEndConfig, set_by_path
 from ..features import DETECTORS
@@ -501,6 +502,7 @@ class FrontEndNode(Node):
 
 def main(args: Optional[list[str]] = None) -> int:
     """Console script ``frontend_node`` (``ros2 run dkp_slam frontend_node --ros-args ...``)."""
+    keep_freed_memory()  # per-frame buffers stay mapped (dkp_slam/allocator.py)
     rclpy.init(args=args)
     try:
         node = FrontEndNode()
