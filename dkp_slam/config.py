@@ -83,8 +83,9 @@ class DetectorConfig:
     """Keypoint detection and description.
 
     Attributes:
-        name: detector id: ``orb``, ``sift``, ``dkp`` (the project's DKPNet), or a benchmark peer (``akaze``, ``aliked-t16``,
-            ``aliked-n16``, ``disk``, ``xfeat``; see :mod:`dkp_slam.features.peers`).
+        name: detector id: ``dkp`` (the project's DKPNet, the default), ``orb``, ``sift``, or a
+            benchmark peer (``akaze``, ``aliked-t16``, ``aliked-n16``, ``disk``, ``xfeat``; see
+            :mod:`dkp_slam.features.peers`).
         max_keypoints: keypoint budget per frame.
         nms_radius: extra non-maximum suppression radius in pixels over the detector's own
             (0 disables; ORB and SIFT already suppress non-maxima themselves).

@@ -4,7 +4,8 @@
     python scripts/profile_after_detection.py     (needs ../shared/data; ~1 minute)
 
 Prints, in ms (median of repeated calls): the 1000 x 1000 similarity product for 256-D (ORB's
-bits as +-1 floats), 128-D and 64-D descriptors; the whole mutual-NN matcher on ORB; the
+bits as +-1 floats), 128-D and 64-D descriptors, and ORB's as the int8 product the matcher
+uses on CPU; the whole mutual-NN matcher on ORB; the
 essential matrix with each RANSAC flavour; and dkp_slam's full two-view estimator, on ORB
 matches between KITTI07 frames 10 and 11.
 """
@@ -45,8 +46,12 @@ def main() -> None:
     for dim in (256, 128, 64):
         a, b = torch.randn(1000, dim), torch.randn(1000, dim)
         print(f"similarity product 1000x1000x{dim}: {ms(lambda: a @ b.T):.2f} ms")
+    a8 = (torch.randint(0, 2, (1000, 256)) * 2 - 1).to(torch.int8)
+    b8 = (torch.randint(0, 2, (1000, 256)) * 2 - 1).to(torch.int8)
+    print(f"int8 product 1000x1000x256 (binary descriptors on CPU): "
+          f"{ms(lambda: torch._int_mm(a8, b8.T)):.2f} ms")
     seq = load_kitti(KITTI)
-    conf = FrontEndConfig()
+    conf = FrontEndConfig.from_dict({"detector.name": "orb"})
     det = create_detector(conf.detector)
     f0, f1 = det(seq.load_image(10)), det(seq.load_image(11))
     matcher = Matcher()

@@ -60,7 +60,8 @@ class DKPDetector(Detector):
         if self.net.conf["peakiness"]:  # peakiness scores are not an output of the exports
             out = self.net(t)
             kp, scores = extract_keypoints(out["scores"], self.num_candidates,
-                                           self.conf.score_threshold, cell=self.conf.dkp.nms_cell)
+                                           self.conf.score_threshold,
+                                           cell=self.conf.dkp.nms_cell)
         else:
             out = self.backend(t)
             # Rank on the logits: far from any corner the sigmoid underflows to exactly 0 in

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Any, Optional
@@ -37,8 +36,6 @@ import torch
 from torch import nn
 
 from .dkpnet import DKPNet, extract_keypoints
-
-log = logging.getLogger(__name__)
 
 VARIANTS = ("deformconv", "decomposed")
 INPUT_NAME = "image"
@@ -155,7 +152,8 @@ def export_onnx(net: DKPNet, path: str | Path, variant: str = "deformconv",
             proto = program.model_proto
         else:
             buf = io.BytesIO()
-            axes = ({INPUT_NAME: {2: "height", 3: "width"}, "score_logits": {2: "height", 3: "width"},
+            axes = ({INPUT_NAME: {2: "height", 3: "width"},
+                     "score_logits": {2: "height", 3: "width"},
                      "descriptor_map": {2: "height8", 3: "width8"}} if dynamic else None)
             torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset,
                               input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
