@@ -81,12 +81,7 @@ def plot_trajectory(path: str | Path, estimate: np.ndarray, ground_truth: Option
     ax.set_xlabel(f"{names[a]} [m]")
     ax.set_ylabel(f"{names[b]} [m]")
     ax.set_aspect("equal", adjustable="datalim")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, ax, path, title)
 
 
 def plot_series(path: str | Path, x: np.ndarray, series: dict[str, np.ndarray], xlabel: str,
@@ -104,6 +99,13 @@ def plot_series(path: str | Path, x: np.ndarray, series: dict[str, np.ndarray], 
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    _finish(fig, ax, path, title)
+
+
+def _finish(fig, ax, path: str | Path, title: str) -> None:
+    """Grid, legend and title, then save (110 dpi) and close the figure."""
+    import matplotlib.pyplot as plt
+
     ax.grid(True, alpha=0.3)
     ax.legend()
     ax.set_title(title)

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import contextlib
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Optional
@@ -41,6 +43,24 @@ VARIANTS = ("deformconv", "decomposed")
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("score_logits", "descriptor_map")
 NORMALISATION = "grey uint8 / 255 -> [0, 1], shape (1,1,H,W), H and W multiples of 8"
+
+
+#: Loggers of the exporter's passes, which log every rewrite at INFO.
+_EXPORTER_LOGGERS = ("onnx_ir", "onnxscript", "torch.onnx", "torch.export")
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's INFO chatter off (WARNING and above stay) for the duration."""
+    loggers = [logging.getLogger(n) for n in _EXPORTER_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 class ExportError(RuntimeError):
@@ -95,6 +115,39 @@ def _deform_conv2d_to_onnx(input, weight, offset, mask, bias, stride_h, stride_w
                          strides=[stride_h, stride_w])
 
 
+def _export_proto(model: nn.Module, example: torch.Tensor, variant: str, opset: int,
+                  dynamic: bool):
+    """The ONNX ModelProto of ``model``: the dynamo exporter for opset >= 18 (with the
+    DeformConv translation), PyTorch's TorchScript exporter for opset 16-17."""
+    import onnx
+
+    if opset >= 18:
+        try:
+            import onnxscript  # noqa: F401
+        except ImportError as exc:
+            raise ExportError("the dynamo ONNX exporter needs `onnxscript` (the `onnx` "
+                              "extra): pip install 'dkp_slam[onnx]'") from exc
+        dims = None
+        if dynamic:
+            dims = {"image": {2: 8 * torch.export.Dim("h8", min=2, max=512),
+                              3: 8 * torch.export.Dim("w8", min=2, max=512)}}
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=dims, verbose=False,
+            custom_translation_table={
+                torch.ops.torchvision.deform_conv2d.default: _deform_conv2d_to_onnx})
+        return program.model_proto
+    buf = io.BytesIO()
+    axes = ({INPUT_NAME: {2: "height", 3: "width"},
+             "score_logits": {2: "height", 3: "width"},
+             "descriptor_map": {2: "height8", 3: "width8"}} if dynamic else None)
+    torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset,
+                      input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                      dynamic_axes=axes, do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
 def export_onnx(net: DKPNet, path: str | Path, variant: str = "deformconv",
                 height: int = 480, width: int = 640, dynamic: bool = False,
                 opset: Optional[int] = None) -> dict[str, str]:
@@ -133,35 +186,11 @@ def export_onnx(net: DKPNet, path: str | Path, variant: str = "deformconv",
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if opset >= 18:
-            try:
-                import onnxscript  # noqa: F401
-            except ImportError as exc:
-                raise ExportError("the dynamo ONNX exporter needs `onnxscript` (the `onnx` "
-                                  "extra): pip install 'dkp_slam[onnx]'") from exc
-            dims = None
-            if dynamic:
-                dims = {"image": {2: 8 * torch.export.Dim("h8", min=2, max=512),
-                                  3: 8 * torch.export.Dim("w8", min=2, max=512)}}
-            program = torch.onnx.export(
-                model, (example,), dynamo=True, opset_version=opset,
-                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                dynamic_shapes=dims, verbose=False,
-                custom_translation_table={
-                    torch.ops.torchvision.deform_conv2d.default: _deform_conv2d_to_onnx})
-            proto = program.model_proto
-        else:
-            buf = io.BytesIO()
-            axes = ({INPUT_NAME: {2: "height", 3: "width"},
-                     "score_logits": {2: "height", 3: "width"},
-                     "descriptor_map": {2: "height8", 3: "width8"}} if dynamic else None)
-            torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                              dynamic_axes=axes, do_constant_folding=True)
-            proto = onnx.load_from_string(buf.getvalue())
+        with _quiet_exporter():
+            proto = _export_proto(model, example, variant, opset, dynamic)
     except ExportError:
         raise
-    except Exception as exc:  # exporter errors are many types; report the first lines
+    except Exception as exc:  # exporter errors are many types; report the first line
         raise ExportError(f"ONNX export ({variant}, opset {opset}) failed: "
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
                           ) from exc
