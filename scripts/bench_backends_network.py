@@ -8,7 +8,8 @@ with ``torchvision.ops.deform_conv2d``, and onnxruntime (CPU) on the ``deformcon
 ``decomposed`` exports, each as the backends of ``dkp_slam.model.backends`` run it (same
 threads, same session options). Inputs: KITTI07 frames resized (``../shared/data``), or
 generated corridor frames without it. The process keeps freed memory mapped, as the
-``dkp-slam`` and ``frontend_node`` programs do. Median and p90 over ``--runs`` frames after 5
+``dkp-slam`` and ``frontend_node`` programs do (``--glibc-defaults``: it does not, to measure
+what that tuning is worth). Median and p90 over ``--runs`` frames after 5
 warm-up runs.
 """
 
@@ -67,8 +68,11 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--weights", default="", help="weight file (default: the shipped model)")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--glibc-defaults", action="store_true",
+                   help="leave glibc's allocator as it is (without dkp_slam.allocator)")
     a = p.parse_args()
-    keep_freed_memory()
+    if not a.glibc_defaults:
+        keep_freed_memory()
     width, height = (int(v) for v in a.size.lower().split("x"))
     inputs = frames(width, height)
     net = load_model(a.weights or None)

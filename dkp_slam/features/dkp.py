@@ -101,9 +101,8 @@ def intensity_range(image: np.ndarray, keypoints: np.ndarray, radius: int = 2) -
     constant image an edge, and its receptive field carries that far inside. A keypoint needs
     image texture under it, which this measures directly."""
     h, w = image.shape
-    u = np.clip(np.rint(keypoints[:, 0]).astype(np.int64), 0, w - 1)
-    v = np.clip(np.rint(keypoints[:, 1]).astype(np.int64), 0, h - 1)
-    pad = np.pad(image, radius, mode="edge")
-    d = np.arange(2 * radius + 1)
-    patch = pad[v[:, None, None] + d[None, :, None], u[:, None, None] + d[None, None, :]]
+    d = np.arange(-radius, radius + 1)
+    rows = np.clip(np.rint(keypoints[:, 1]).astype(np.int64)[:, None] + d, 0, h - 1)
+    cols = np.clip(np.rint(keypoints[:, 0]).astype(np.int64)[:, None] + d, 0, w - 1)
+    patch = image[rows[:, :, None], cols[:, None, :]]  # clamped indices = replicated edges
     return patch.max(axis=(1, 2)).astype(np.int32) - patch.min(axis=(1, 2))
