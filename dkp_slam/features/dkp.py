@@ -10,6 +10,7 @@ pixel-centre convention of :mod:`dkp_slam.camera`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Any
@@ -42,7 +43,7 @@ class DKPDetector(Detector):
         if self.net.conf["peakiness"] and d.backend != "torch":
             log.warning("DKPNet with peakiness runs in torch: the ONNX exports have no "
                         "peakiness output (detector.dkp.backend=%s ignored)", d.backend)
-            d = type(d)(**{**vars(d), "backend": "torch"})
+            d = dataclasses.replace(d, backend="torch")
         self.backend = create_backend(d.backend, self.net, self.device, precision=d.precision,
                                       cuda_graphs=d.cuda_graphs, onnx_path=d.onnx,
                                       onnx_variant=d.onnx_variant, cache_dir=d.cache_dir,

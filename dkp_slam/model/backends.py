@@ -234,6 +234,9 @@ class TensorRTBackend(Backend):
         self.runtime = trt.Runtime(self.logger)
         self.stream = torch.cuda.Stream(device)
         self._engines: dict[tuple[int, int], tuple[Any, Any, dict[str, torch.Tensor]]] = {}
+        # Parse now, build per input size later: an op this TensorRT cannot import (DeformConv
+        # before 10.1) then falls back at start-up, with the parser's reason, not at frame 1.
+        self._parse()
         self.description = f"tensorrt {trt.__version__} ({'fp16, DCN fp32' if fp16 else 'fp32'})"
 
     def engine_path(self, height: int, width: int) -> Path:
@@ -241,7 +244,11 @@ class TensorRTBackend(Backend):
         return self.cache / (f"dkp_{self.model_id}_{self.variant}_{self.tag}_{height}x{width}_"
                              f"{prec}.engine")
 
-    def _build(self, height: int, width: int) -> bytes:
+    def _parse(self) -> tuple[Any, Any, Any]:
+        """``(builder, network, parser)`` with the ONNX file parsed.
+
+        Raises:
+            BackendError: the parser's errors (e.g. an op without importer or plugin)."""
         trt = self.trt
         builder = trt.Builder(self.logger)
         flags = 0
@@ -251,7 +258,13 @@ class TensorRTBackend(Backend):
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse(self.onnx_path.read_bytes()):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise BackendError(f"TensorRT cannot parse {self.onnx_path}: {errors}")
+            raise BackendError(f"TensorRT cannot parse {self.onnx_path}: {errors} (TensorRT "
+                               f"< 10.1: set detector.dkp.onnx_variant to decomposed)")
+        return builder, network, parser
+
+    def _build(self, height: int, width: int) -> bytes:
+        trt = self.trt
+        builder, network, _parser = self._parse()  # the parser must outlive the build
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_mb << 20)
         profile = builder.create_optimization_profile()
