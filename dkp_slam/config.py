@@ -51,6 +51,12 @@ class DkpConfig:
             to ``2 nms_cell`` px).
         min_texture: keypoints need at least this grey-level range (0-255) in the 5x5 pixels
             around them; 0 disables. A constant or saturated image then has no keypoints.
+        n_levels: image pyramid levels the network runs on (1 = the full image only). Level
+            ``k`` is the image shrunk by ``scale_factor ** k``; its keypoints, mapped back to
+            full-resolution pixels, compete with the other levels' for the budget (each level
+            proposes candidates in proportion to its area), and are described from that
+            level's descriptor map. Levels whose shorter side would be under 64 px are skipped.
+        scale_factor: size ratio between pyramid levels (> 1).
         backend: inference backend: ``torch``, ``onnxruntime`` or ``tensorrt``
             (:mod:`dkp_slam.model.backends`; falls back tensorrt -> onnxruntime -> torch).
         precision: ``auto`` (fp16 for tensorrt, fp32 otherwise), ``fp32`` or ``fp16`` (CUDA
@@ -69,6 +75,8 @@ class DkpConfig:
     weights: str = ""
     nms_cell: int = 2
     min_texture: int = 4
+    n_levels: int = 2
+    scale_factor: float = 1.4142
     backend: str = "torch"
     precision: str = "auto"
     cuda_graphs: bool = False
@@ -257,6 +265,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "detector.sift.edge_threshold": (1.0, 100.0),
     "detector.sift.n_octave_layers": (1, 10),
     "detector.dkp.min_texture": (0, 255),
+    "detector.dkp.n_levels": (1, 8),
+    "detector.dkp.scale_factor": (1.05, 4.0),
     "matcher.max_distance": (0.0, 2.0),
     "matcher.max_hamming": (0, 512),
     "matcher.ratio": (0.1, 1.0),

@@ -3,7 +3,8 @@
 # ORB, SIFT, ALIKED-t16 and XFeat in the same runs, then the ablation models (ABLATION=1).
 #   bash scripts/evaluate_model.sh            (after `make setup`; ../shared/data beside the repo)
 # Environment: DATA (default ../shared/data), OUT (default outputs/model_eval), WEIGHTS, KP,
-# METHODS, ABLATION (1: also the runs/ablation_{base,ms,dcn,att}/model.pt weights).
+# METHODS, ABLATION (1: also the runs/ablation_{base,ms,dcn,att}/model.pt weights), EXTRACTION
+# (1: also DKPNet with 1 and 3 pyramid levels, and dkp / orb with a 1-px NMS over all keypoints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -35,5 +36,19 @@ if [ "${ABLATION:-0}" = 1 ]; then
         --output "$OUT/ablation_$v" --set "detector.dkp.weights=runs/ablation_$v/model.pt"
     done
   done
+fi
+if [ "${EXTRACTION:-0}" = 1 ]; then
+  for variant in "n_levels1 dkp detector.dkp.n_levels=1" "n_levels3 dkp detector.dkp.n_levels=3" \
+                 "nms1 dkp,orb detector.nms_radius=1"; do
+    read -r name methods setting <<< "$variant"
+    echo "== extraction variant $name: $methods with $setting"
+    for data in "$DATA/homography/oxford --resize-max 640" "$DATA/train/bsds500/val --pairs 30 --seed 0"; do
+      # shellcheck disable=SC2086
+      $DKP bench homography $data --methods "$methods" --max-keypoints "$KP" --no-progress \
+        --output "$OUT/extraction_$name" --set "$setting" "${SET[@]}"
+    done
+  done
+  $DKP bench odometry "$DATA/sequences/kitti07_0000-0159" --methods dkp --max-keypoints "$KP" \
+    --output "$OUT/extraction_n_levels1" --no-progress --set detector.dkp.n_levels=1 "${SET[@]}"
 fi
 echo "== total $(( $(date +%s) - start )) s; results in $OUT"

@@ -198,6 +198,22 @@ def test_onnx_file_of_other_weights_is_refused(net, tmp_path) -> None:
         create_backend("openvino", net, torch.device("cpu"))
 
 
+def test_fixed_size_onnx_file_is_refused_for_the_pyramid(exports, tmp_path) -> None:
+    """Pyramid levels run the network on several sizes: a fixed-size file cannot serve them.
+    It is refused with the reason (the backend falls back to torch), works with one level,
+    and a dynamic export serves every level."""
+    fixed, dynamic = str(exports["deformconv"]), str(exports["dynamic"])
+    image = _frame(3, (640, 480))
+    for onnx, levels, expected in ((fixed, 2, "torch"), (fixed, 1, "onnxruntime"),
+                                   (dynamic, 2, "onnxruntime")):
+        _, det = _detector("onnxruntime", **{"detector.dkp.onnx": onnx,
+                                             "detector.dkp.n_levels": levels})
+        assert det.backend.name == expected, (onnx, levels)
+        assert len(det(image)["keypoints"]) == 1000
+    with pytest.raises(BackendError, match="fixed-size export"):
+        onnx_for(load_model(), fixed, "deformconv", str(tmp_path), any_size=True)
+
+
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dkp_slam.cli", *args], capture_output=True,
                           text=True, cwd=cwd)

@@ -10,7 +10,7 @@ from torchvision.ops import deform_conv2d
 from dkp_slam.config import FrontEndConfig
 from dkp_slam.features import create_detector
 from dkp_slam.model import DKPNet, count_parameters, extract_keypoints, sample_descriptors
-from dkp_slam.model.dkpnet import deform_conv3x3_grid_sample, merge_conf, peakiness
+from dkp_slam.model.dkpnet import box_max, deform_conv3x3_grid_sample, merge_conf, peakiness
 from dkp_slam.model.weights import WeightsError, load_model, save_model
 
 
@@ -82,6 +82,16 @@ def test_sample_descriptors_pixel_centre_convention() -> None:
     d = sample_descriptors(dmap, pts, (h * s, w * s))[0]
     uv = d[:, :2] / d[:, 2:] * 1000.0
     assert torch.allclose(uv, pts[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_box_max_equals_max_pool(radius) -> None:
+    x = torch.randn(37, 53)
+    x[5:9, 7:20] = 2.0  # plateaus: ties
+    ref = torch.nn.functional.max_pool2d(x[None, None], 2 * radius + 1, 1, radius)[0, 0]
+    assert torch.equal(box_max(x, radius), ref)
+    assert torch.equal(-box_max(-x, radius), -torch.nn.functional.max_pool2d(
+        -x[None, None], 2 * radius + 1, 1, radius)[0, 0])
 
 
 def test_extract_keypoints_subpixel_and_nms() -> None:
@@ -194,8 +204,37 @@ def test_shipped_detector_finds_nothing_on_flat_images(shared_data) -> None:
                                        "000000.png")), cv2.IMREAD_GRAYSCALE)
     f = det(image)
     assert len(f["keypoints"]) == 1000 and f["descriptors"].shape == (1000, 64)
-    d = np.linalg.norm(f["keypoints"][:, None] - f["keypoints"][None], axis=2)
+    one_level = create_detector(FrontEndConfig.from_dict({"detector.dkp.n_levels": 1}).detector)
+    k = one_level(image)["keypoints"]
+    d = np.linalg.norm(k[:, None] - k[None], axis=2)
     np.fill_diagonal(d, np.inf)
-    assert d.min() >= 1.0
+    assert len(k) == 1000 and d.min() >= 1.0  # within a level keypoints stay apart
     conf = FrontEndConfig.from_dict({"detector.dkp.min_texture": 0}).detector
     assert len(create_detector(conf)(np.full((370, 1226), 255, np.uint8))["keypoints"]) > 0
+
+
+def test_pyramid_levels_are_the_network_on_shrunk_images(shared_data) -> None:
+    """Level k of the pyramid is the image shrunk by scale_factor^k (area interpolation): its
+    keypoints, mapped to full-resolution pixels by ``(u + 0.5) W / w - 0.5``, and their
+    descriptors are exactly those of a one-level detector run on the shrunk image."""
+    import cv2
+
+    conf = FrontEndConfig.from_dict({"detector.dkp.n_levels": 2, "detector.max_keypoints": 3000,
+                                     "detector.border": 0}).detector
+    det = create_detector(conf)
+    assert det.pyramid(370, 1226) == [(370, 1226), (262, 867)]
+    assert create_detector(FrontEndConfig().detector).pyramid(120, 200) == [(120, 200), (85, 141)]
+    image = cv2.imread(str(shared_data("sequences", "kitti07_0000-0159", "image_0",
+                                       "000000.png")), cv2.IMREAD_GRAYSCALE)
+    h, w = image.shape
+    lh, lw = det.pyramid(h, w)[1]
+    small = cv2.resize(image, (lw, lh), interpolation=cv2.INTER_AREA)
+    single = FrontEndConfig.from_dict({"detector.dkp.n_levels": 1, "detector.max_keypoints": 3000,
+                                       "detector.border": 0}).detector
+    fs = create_detector(single)(small)
+    f = det(image)
+    mapped = (fs["keypoints"] + 0.5) * np.float32([w / lw, h / lh]) - 0.5
+    d = np.linalg.norm(mapped[:, None] - f["keypoints"][None], axis=2)
+    i, j = np.nonzero(d < 1e-3)
+    assert len(i) > 300  # most of the small image's keypoints are level-1 keypoints here
+    assert np.allclose(fs["descriptors"][i], f["descriptors"][j], atol=1e-5)

@@ -1,11 +1,18 @@
 """The project's learned detector: DKPNet (:mod:`dkp_slam.model`) behind the detector interface.
 
-Grey uint8 image -> padded on the right/bottom to a multiple of 8 (edge replication) -> DKPNet
-on the configured backend (``detector.dkp.backend``: torch, onnxruntime or tensorrt, see
-:mod:`dkp_slam.model.backends`) -> cell-level NMS and top-k candidates with sub-pixel refinement
-(:func:`~dkp_slam.model.dkpnet.extract_keypoints`) -> the shared border / NMS / bucketing /
-budget selection -> descriptors sampled bilinearly at the kept keypoints. Keypoints are in the
-pixel-centre convention of :mod:`dkp_slam.camera`.
+Grey uint8 image -> an image pyramid (``detector.dkp.n_levels`` levels, each shrunk by
+``scale_factor`` with area interpolation; 2 levels of factor sqrt(2) by default) -> per level:
+padded on the right/bottom to a multiple of 8 (edge replication), DKPNet on the configured
+backend (``detector.dkp.backend``: torch, onnxruntime or tensorrt, see
+:mod:`dkp_slam.model.backends`), cell-level NMS and top-k candidates with sub-pixel refinement
+(:func:`~dkp_slam.model.dkpnet.extract_keypoints`), a candidate budget in proportion to the
+level's area -> candidates mapped to full-resolution pixels and pooled -> the texture rule ->
+the shared border / NMS / bucketing / budget selection -> each kept keypoint described
+bilinearly from its own level's descriptor map. Keypoints are in the pixel-centre convention of
+:mod:`dkp_slam.camera`.
+
+The pyramid is what makes the single-scale network scale-tolerant: on the Oxford scenes with
+zoom (boat) and viewpoint change (graf) one level loses most repeatability (docs/MODEL.md).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import logging
 import math
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,6 +40,8 @@ class DKPDetector(Detector):
     """DKPNet with weights from ``conf.dkp.weights`` (empty: the shipped model)."""
 
     oversample = 2.0
+    #: shorter side (px) below which pyramid levels are left out
+    min_level_side = 64
 
     def __init__(self, conf: DetectorConfig, device: str = "cpu"):
         super().__init__(conf, device)
@@ -47,11 +57,47 @@ class DKPDetector(Detector):
         self.backend = create_backend(d.backend, self.net, self.device, precision=d.precision,
                                       cuda_graphs=d.cuda_graphs, onnx_path=d.onnx,
                                       onnx_variant=d.onnx_variant, cache_dir=d.cache_dir,
-                                      plugin_library=d.trt_plugin_library)
+                                      plugin_library=d.trt_plugin_library,
+                                      any_size=d.n_levels > 1)
         self.num_candidates = max(int(conf.max_keypoints * self.oversample), 1)
+
+    def pyramid(self, height: int, width: int) -> list[tuple[int, int]]:
+        """(height, width) of each pyramid level the network runs on for an image of this
+        size: level 0 is the image, level k is shrunk by ``scale_factor ** k``; levels whose
+        shorter side would be under :attr:`min_level_side` px are left out."""
+        sizes = [(height, width)]
+        for k in range(1, self.conf.dkp.n_levels):
+            s = self.conf.dkp.scale_factor ** -k
+            h, w = round(height * s), round(width * s)
+            if min(h, w) < self.min_level_side:
+                break
+            sizes.append((h, w))
+        return sizes
 
     @torch.inference_mode()
     def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+        h, w = image.shape
+        levels, kps, scores, level_of = [], [], [], []
+        for k, (lh, lw) in enumerate(self.pyramid(h, w)):
+            level = image if k == 0 else cv2.resize(image, (lw, lh), interpolation=cv2.INTER_AREA)
+            budget = max(int(round(self.num_candidates * lh * lw / (h * w))), 1)
+            kp, sc, desc_map, hw = self._detect_level(level, budget)
+            # Level pixel centres -> image pixel centres: (u + 0.5) * W / w - 0.5.
+            scale = np.array([w / lw, h / lh], np.float32)
+            levels.append((desc_map, hw, scale))
+            kps.append((kp + 0.5) * scale - 0.5)
+            scores.append(sc)
+            level_of.append(np.full(len(kp), k, np.int64))
+        kp, sc, level_of = np.concatenate(kps), np.concatenate(scores), np.concatenate(level_of)
+        if self.conf.dkp.min_texture > 0 and len(kp):
+            textured = intensity_range(image, kp) >= self.conf.dkp.min_texture
+            kp, sc, level_of = kp[textured], sc[textured], level_of[textured]
+        return kp, sc, (levels, level_of)
+
+    def _detect_level(self, image: np.ndarray, num_candidates: int
+                      ) -> tuple[np.ndarray, np.ndarray, torch.Tensor, tuple[int, int]]:
+        """Candidates of one pyramid level: keypoints (N,2) and scores (N,) in that level's
+        pixels, its descriptor map and the (padded) network input size."""
         h, w = image.shape
         t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
         t = t.to(torch.float32).div_(255.0)[None, None]
@@ -60,7 +106,7 @@ class DKPDetector(Detector):
             t = F.pad(t, (0, pw, 0, ph), mode="replicate")
         if self.net.conf["peakiness"]:  # peakiness scores are not an output of the exports
             out = self.net(t)
-            kp, scores = extract_keypoints(out["scores"], self.num_candidates,
+            kp, scores = extract_keypoints(out["scores"], num_candidates,
                                            self.conf.score_threshold,
                                            cell=self.conf.dkp.nms_cell)
         else:
@@ -70,24 +116,27 @@ class DKPDetector(Detector):
             thr = self.conf.score_threshold
             thr = math.log(thr / (1.0 - thr)) if 0.0 < thr < 1.0 else (-math.inf if thr <= 0
                                                                        else math.inf)
-            kp, logits = extract_keypoints(out["score_logits"], self.num_candidates, thr,
+            kp, logits = extract_keypoints(out["score_logits"], num_candidates, thr,
                                            cell=self.conf.dkp.nms_cell)
             scores = torch.sigmoid(logits)
         kp = kp.cpu().numpy().astype(np.float32)
+        # Padding pixels are not image: keypoints there (beyond the last row / column) go.
+        inside = (kp[:, 0] <= w - 1) & (kp[:, 1] <= h - 1)
         scores = scores.cpu().numpy().astype(np.float32)
-        if self.conf.dkp.min_texture > 0 and len(kp):
-            textured = intensity_range(image, kp) >= self.conf.dkp.min_texture
-            kp, scores = kp[textured], scores[textured]
-        return kp, scores, (out["descriptor_map"], t.shape[2:])
+        return kp[inside], scores[inside], out["descriptor_map"], tuple(t.shape[2:])
 
     @torch.inference_mode()
     def _describe(self, image, keypoints, keep, state):
-        desc_map, hw = state
-        if len(keep) == 0:
-            return keypoints, np.zeros((0, self.descriptor_size), np.float32), keep
-        kp = torch.from_numpy(keypoints[keep]).to(self.device)[None]
-        d = sample_descriptors(desc_map, kp, tuple(hw))[0]
-        return keypoints, d.cpu().numpy().astype(np.float32), keep
+        levels, level_of = state
+        desc = np.zeros((len(keep), self.descriptor_size), np.float32)
+        for k, (desc_map, hw, scale) in enumerate(levels):
+            rows = np.flatnonzero(level_of[keep] == k)
+            if len(rows) == 0:
+                continue
+            kp = (keypoints[keep[rows]] + 0.5) / scale - 0.5  # back to the level's pixels
+            kp = torch.from_numpy(np.ascontiguousarray(kp, np.float32)).to(self.device)[None]
+            desc[rows] = sample_descriptors(desc_map, kp, hw)[0].cpu().numpy()
+        return keypoints, desc, keep
 
     @property
     def descriptor_size(self) -> int:

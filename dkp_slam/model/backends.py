@@ -120,14 +120,18 @@ class TorchBackend(Backend):
 
 
 # ---------------------------------------------------------------------- onnx file
-def onnx_for(net: DKPNet, onnx_path: str, variant: str, cache_dir: Optional[str]) -> Path:
+def onnx_for(net: DKPNet, onnx_path: str, variant: str, cache_dir: Optional[str],
+             any_size: bool = False) -> Path:
     """The ONNX file a backend runs: ``onnx_path`` when given (its ``dkp_slam.model_hash``
-    must be the loaded weights'), else a dynamic-size export of ``net`` cached as
+    must be the loaded weights', and with ``any_size`` it must be a dynamic-size export),
+    else a dynamic-size export of ``net`` cached as
     ``<cache>/onnx/dkp_<hash>_<variant>_dynamic.onnx`` (exported on first use).
 
+    ``any_size``: the network will run on several input sizes (the detector's pyramid levels).
+
     Raises:
-        BackendError: a given file is missing, unreadable or from other weights; or the
-            export cannot run (no ``onnx`` extra).
+        BackendError: a given file is missing, unreadable, from other weights or (with
+            ``any_size``) of a fixed size; or the export cannot run (no ``onnx`` extra).
     """
     from .export import ExportError, export_onnx, model_hash, read_metadata
 
@@ -142,6 +146,11 @@ def onnx_for(net: DKPNet, onnx_path: str, variant: str, cache_dir: Optional[str]
             raise BackendError(f"{onnx_path} holds model {have} but the weights are model "
                                f"{want}: export it again (dkp-slam export) or set "
                                f"detector.dkp.onnx to ''")
+        size = meta.get("dkp_slam.input", "")
+        if any_size and "dynamic" not in size:
+            raise BackendError(f"{onnx_path} is a fixed-size export ({size}) but the pyramid "
+                               f"levels (detector.dkp.n_levels > 1) run the network on several "
+                               f"sizes: export with --dynamic, or set detector.dkp.n_levels to 1")
         return Path(onnx_path)
     path = Path(cache_dir or default_cache_dir()) / "onnx" / f"dkp_{want}_{variant}_dynamic.onnx"
     if not path.is_file():
@@ -346,9 +355,12 @@ class TensorRTBackend(Backend):
 def create_backend(name: str, net: DKPNet, device: torch.device, *, precision: str = "auto",
                    cuda_graphs: bool = False, onnx_path: str = "",
                    onnx_variant: str = "deformconv", cache_dir: str = "",
-                   plugin_library: str = "") -> Backend:
+                   plugin_library: str = "", any_size: bool = False) -> Backend:
     """The requested backend, or the first that starts in its fallback chain
     (:data:`FALLBACK`); logs one line saying which backend runs and, after a fallback, why.
+
+    ``any_size``: the backend must run any input size (pyramid levels): a given fixed-size
+    ONNX file is then refused (see :func:`onnx_for`).
 
     ``precision``: ``fp32``, ``fp16`` (torch: CUDA autocast; tensorrt: FP16 with the
     deformable layers in FP32) or ``auto`` (fp16 for tensorrt, fp32 otherwise); CPU backends
@@ -367,7 +379,7 @@ def create_backend(name: str, net: DKPNet, device: torch.device, *, precision: s
         try:
             fp16 = precision == "fp16" or (precision == "auto" and current == "tensorrt")
             backend = _make(current, net, device, fp16, cuda_graphs, onnx_path, onnx_variant,
-                            cache_dir, plugin_library)
+                            cache_dir, plugin_library, any_size)
         except BackendError as exc:
             reasons.append(f"{current}: {exc}")
             current = FALLBACK[current]
@@ -382,10 +394,10 @@ def create_backend(name: str, net: DKPNet, device: torch.device, *, precision: s
 
 
 def _make(name, net, device, fp16, cuda_graphs, onnx_path, onnx_variant, cache_dir,
-          plugin_library) -> Backend:
+          plugin_library, any_size) -> Backend:
     if name == "torch":
         return TorchBackend(net, device, fp16=fp16, cuda_graphs=cuda_graphs)
-    path = onnx_for(net, onnx_path, onnx_variant, cache_dir)
+    path = onnx_for(net, onnx_path, onnx_variant, cache_dir, any_size)
     if name == "onnxruntime":
         return OnnxRuntimeBackend(path, device)
     from .export import model_hash

@@ -304,6 +304,21 @@ def sample_descriptors(descriptor_map: torch.Tensor, keypoints: torch.Tensor,
 
 
 @torch.no_grad()
+def box_max(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Maximum over the ``(2 radius + 1)^2`` window around each element of a 2-D map (outside
+    the map counts as -inf): ``F.max_pool2d(x, 2 r + 1, 1, r)``, computed as separable maxima
+    of shifted slices, which is several times faster on CPU for one-channel maps."""
+    h, w = x.shape
+    p = F.pad(x[None], (radius, radius, radius, radius), value=-math.inf)[0]
+    rows = p[:, 0:w]
+    for d in range(1, 2 * radius + 1):
+        rows = torch.maximum(rows, p[:, d:d + w])
+    out = rows[0:h]
+    for d in range(1, 2 * radius + 1):
+        out = torch.maximum(out, rows[d:d + h])
+    return out
+
+
 def extract_keypoints(scores: torch.Tensor, max_candidates: int, threshold: float = 0.0,
                       nms_cells: int = 1, refine_temperature: float = 0.1, cell: int = 4,
                       min_contrast: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,11 +343,10 @@ def extract_keypoints(scores: torch.Tensor, max_candidates: int, threshold: floa
     cells = F.pixel_unshuffle(scores, cell)[0]  # (cell^2,h,w)
     best, arg = cells.max(0)
     if nms_cells > 0:
-        k = 2 * nms_cells + 1
-        local = F.max_pool2d(best[None, None], k, 1, nms_cells)[0, 0]
+        local = box_max(best, nms_cells)
         # A keypoint is a peak: the maximum of its neighbourhood and above its minimum, so a
         # flat map (a constant or saturated image) gives no keypoints rather than a grid.
-        lowest = -F.max_pool2d(-best[None, None], k, 1, nms_cells)[0, 0]
+        lowest = -box_max(-best, nms_cells)
         peak = (best >= local) & (best > lowest + min_contrast)
         best = torch.where(peak, best, torch.full_like(best, -math.inf))
     flat = best.flatten()

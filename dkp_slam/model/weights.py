@@ -18,7 +18,7 @@ from .dkpnet import DKPNet
 #: Directory of the weights shipped inside the package.
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 #: File name of the default shipped model.
-DEFAULT_WEIGHTS = "dkp_v1.pt"
+DEFAULT_WEIGHTS = "dkp_v2.pt"
 
 
 class WeightsError(RuntimeError):
