@@ -3,7 +3,7 @@
 # ORB, SIFT, ALIKED-t16 and XFeat in the same runs, then the ablation models (ABLATION=1).
 #   bash scripts/evaluate_model.sh            (after `make setup`; ../shared/data beside the repo)
 # Environment: DATA (default ../shared/data), OUT (default outputs/model_eval), WEIGHTS, KP,
-# METHODS, ABLATION (1: also the runs/ablation_{base,ms,dcn,att}/model.pt weights), EXTRACTION
+# METHODS, ABLATION (1: also the runs/ablation_{base,ms,dcn,att,att_teacher}/model.pt weights), EXTRACTION
 # (1: also DKPNet with 1 and 3 pyramid levels, and dkp / orb with a 1-px NMS over all keypoints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ echo "== speed: KITTI07 frames at 640x480, CPU, 30 timed frames"
 $DKP bench speed "$DATA/sequences/kitti07_0000-0159" --methods dkp,orb --max-keypoints "$KP" \
   --sizes 640x480 --frames 30 --output "$OUT" "${SET[@]}"
 if [ "${ABLATION:-0}" = 1 ]; then
-  for v in base ms dcn att; do
+  for v in base ms dcn att att_teacher; do
     echo "== ablation $v"
     for data in "$DATA/homography/oxford --resize-max 640" "$DATA/train/bsds500/val --pairs 30 --seed 0"; do
       # shellcheck disable=SC2086
