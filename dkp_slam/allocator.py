@@ -5,8 +5,9 @@ glibc serves every allocation above its mmap threshold (128 KiB, raised adaptive
 OS above its trim threshold. A front-end allocates the same multi-MB buffers on every frame
 (network activations, score maps, similarity matrices), so each frame faults the pages of
 those buffers in again. Measured on the 2-core development VM: DKPNet at 640x480 in PyTorch
-takes 23.7 ms per frame with glibc's defaults and 15.0 ms with :func:`keep_freed_memory`
-(``python scripts/bench_backends_network.py [--glibc-defaults]``).
+takes 23.7-24.5 ms per frame with glibc's defaults and 14.2-15.0 ms with
+:func:`keep_freed_memory` (``python scripts/bench_backends_network.py [--glibc-defaults]``;
+docs/DEPLOY.md, Speed).
 
 Only the programs call this (``dkp-slam``, ``frontend_node``, the benchmark children): a
 library import never changes the process's allocator.

@@ -128,9 +128,10 @@ class DKPDetector(Detector):
     @torch.inference_mode()
     def _describe(self, image, keypoints, keep, state):
         levels, level_of = state
+        kept_level = level_of[keep]
         desc = np.zeros((len(keep), self.descriptor_size), np.float32)
         for k, (desc_map, hw, scale) in enumerate(levels):
-            rows = np.flatnonzero(level_of[keep] == k)
+            rows = np.flatnonzero(kept_level == k)
             if len(rows) == 0:
                 continue
             kp = (keypoints[keep[rows]] + 0.5) / scale - 0.5  # back to the level's pixels
