@@ -1,10 +1,23 @@
 """dkp_slam: ament_python ROS 2 package that is also a plain pip package."""
 
+import os
 from glob import glob
 
+import setuptools
 from setuptools import find_packages, setup
 
 PACKAGE = "dkp_slam"
+# colcon runs this file from build/dkp_slam, and with --symlink-install through a symbolic link
+# placed there: files outside the package's data are found from the real path of this file.
+HERE = os.path.dirname(os.path.realpath(__file__))
+
+# ament_python: console scripts go to lib/<package>, where `ros2 run` / `ros2 launch` look. The
+# install command's option is in setup.cfg; `setup.py develop` (colcon build --symlink-install)
+# takes `script_dir` only up to setuptools 79: from 80 on `develop` is a shim over `pip install
+# -e` that rejects the option, and colcon falls back to a full install by itself.
+SETUPTOOLS_MAJOR = int(setuptools.__version__.split(".")[0])
+COMMAND_OPTIONS = ({"develop": {"script_dir": f"$base/lib/{PACKAGE}"}}
+                   if SETUPTOOLS_MAJOR < 80 else {})
 
 # The PyPI builds of ROS 2 (Kilted) for machines without a ROS install. On a ROS 2 install the
 # same modules come from the distribution; never require these there.
@@ -17,7 +30,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     description="Real-time visual-odometry / SLAM front-end with learned keypoints (ROS 2)",
-    long_description=open("README.md").read(),
+    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
@@ -29,15 +42,19 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
     ],
+    # The lowest versions supported are those of Ubuntu 22.04 (ROS 2 Humble, JetPack 6); package.xml
+    # declares the same libraries as rosdep keys. On a ROS 2 install these come from apt and colcon
+    # installs none of them; pip installs them for a plain pip install.
     install_requires=[
-        "numpy>=1.24",
+        "numpy>=1.21",
         # The contrib build: a superset of opencv-python-headless with the same cv2 module, which
-        # in OpenCV 5 is the only one with AKAZE (cv2.xfeatures2d). Never install both.
-        "opencv-contrib-python-headless>=4.8",
-        "pyyaml>=6",
-        "scipy>=1.10",
-        "tqdm>=4.60",
-        "matplotlib>=3.6",
+        # in OpenCV 5 is the only one with AKAZE (cv2.xfeatures2d). Never install both, and never
+        # over a distribution's python3-opencv (install dkp_slam with --no-deps there).
+        "opencv-contrib-python-headless>=4.5.4",
+        "pyyaml>=5.4",
+        "scipy>=1.8",
+        "tqdm>=4.57",
+        "matplotlib>=3.5",
         "torch>=2.1",
         "torchvision>=0.16",
     ],
@@ -52,8 +69,11 @@ setup(
         "onnx": ["onnx>=1.16", "onnxruntime>=1.31", "onnxscript>=0.5"],
         # dkp-slam bag-eval / make-bag / bag-play / bag-record (docs/BAGS.md)
         "bags": ["rosbags>=0.10", "evo>=1.28"],
-        "dev": ["pytest>=7", "rosbags>=0.10", "evo>=1.28"],
+        # colcon test runs pytest only for a package whose `test` extra names it.
+        "test": ["pytest>=6.2"],
+        "dev": ["pytest>=6.2", "rosbags>=0.10", "evo>=1.28", "ruff>=0.9", "vermin>=1.6"],
     },
+    options=COMMAND_OPTIONS,
     zip_safe=False,
     entry_points={
         "console_scripts": [

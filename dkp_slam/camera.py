@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .compat import undistort_points_iter
+
 #: Distortion models understood by :class:`Camera`, with the ROS ``distortion_model`` names
 #: that map to them.
 DISTORTION_MODELS = {
@@ -129,7 +131,7 @@ class Camera:
         else:
             # Iterative solver with a convergence criterion tighter than OpenCV's default 5 steps.
             crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-9)
-            out = cv2.undistortPoints(pts, self.K, self.dist, None, None, None, crit)
+            out = undistort_points_iter(pts, self.K, self.dist, crit)
         return out.reshape(-1, 2)
 
     def undistort_pixels(self, uv: np.ndarray) -> np.ndarray:

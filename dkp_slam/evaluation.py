@@ -7,6 +7,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from .compat import trapezoid
 from .geometry import angle_between_deg, rotation_angle_deg
 from .tracking import TrackingStatus
 
@@ -158,7 +159,7 @@ def pose_auc(errors_deg: np.ndarray, thresholds: tuple[float, ...] = (5.0, 10.0,
         last = int(np.searchsorted(errors, t))
         e = np.concatenate([errors[:last], [t]])
         r = np.concatenate([recall[:last], [recall[last - 1]]])
-        aucs.append(float(np.trapezoid(r, x=e) / t))
+        aucs.append(trapezoid(r, e) / t)
     return aucs
 
 

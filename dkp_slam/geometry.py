@@ -15,6 +15,8 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from .compat import USAC_POLISHES_FINAL_MODEL
+
 from .config import GeometryConfig
 
 _RANSAC_FLAGS = {
@@ -94,7 +96,78 @@ def find_essential(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, conf: Geometry
                                 maxIters=conf.ransac_max_iters)
     if E is None or m is None or E.shape != (3, 3) or not np.all(np.isfinite(E)):
         return None, mask  # OpenCV may stack several solutions when RANSAC is skipped
-    return E, m.ravel().astype(bool)
+    inliers = m.ravel().astype(bool)
+    if not USAC_POLISHES_FINAL_MODEL and conf.ransac_method != "ransac":
+        E, inliers = polish_essential(E, to_normalised(p0, K), to_normalised(p1, K), inliers,
+                                      conf.ransac_threshold_px / (0.5 * (K[0, 0] + K[1, 1])))
+    return E, inliers
+
+
+def polish_essential(E: np.ndarray, x0: np.ndarray, x1: np.ndarray, inliers: np.ndarray,
+                     threshold: float, rounds: int = 3, iterations: int = 10
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Refine E on all its inliers: the final polishing OpenCV >= 4.7's USAC does itself.
+
+    Levenberg-Marquardt on the Sampson residuals of the inliers, with E kept essential by its
+    parametrisation ``E = U diag(1, 1, 0) V^T`` (``U``, ``V`` updated by small rotations); then
+    the inliers are re-classified at ``threshold`` and the fit repeated, ``rounds`` times. The
+    result replaces the input only if it explains the matches better (truncated squared
+    Sampson cost).
+
+    Args:
+        E: essential matrix with ``x1^T E x0 = 0``.
+        x0, x1: (N,3) homogeneous normalised coordinates.
+        inliers: (N,) bool mask of the RANSAC inliers.
+        threshold: inlier bound on the Sampson distance, in normalised units (pixels / focal).
+
+    Returns:
+        ``(E, inliers)``: the polished (or the given) matrix and its inlier mask.
+    """
+    thr2 = threshold ** 2
+
+    def cost(E_: np.ndarray) -> float:
+        return float(np.minimum(sampson_residuals(x0, x1, E_) ** 2, thr2).sum())
+
+    U, _, Vt = np.linalg.svd(E)
+    U, V = U * np.sign(np.linalg.det(U)), Vt.T * np.sign(np.linalg.det(Vt))
+    D = np.diag([1.0, 1.0, 0.0])
+
+    def compose(U_: np.ndarray, V_: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return U_ @ so3_exp(delta[:3]), V_ @ so3_exp(delta[3:])
+
+    best_E, best_cost, mask = E, cost(E), inliers
+    for _ in range(rounds):
+        if mask.sum() < 8:
+            break
+        a, b = x0[mask], x1[mask]
+        lam = 1e-3
+        for _ in range(iterations):
+            r = sampson_residuals(a, b, U @ D @ V.T)
+            J = np.empty((len(r), 6))
+            for k in range(6):
+                step = np.zeros(6)
+                step[k] = 1e-7
+                Uk, Vk = compose(U, V, step)
+                J[:, k] = (sampson_residuals(a, b, Uk @ D @ Vk.T) - r) / 1e-7
+            JtJ, Jtr = J.T @ J, J.T @ r
+            while lam < 1e8:
+                delta = np.linalg.solve(JtJ + lam * np.diag(np.diag(JtJ) + 1e-12), -Jtr)
+                Un, Vn = compose(U, V, delta)
+                rn = sampson_residuals(a, b, Un @ D @ Vn.T)
+                if rn @ rn < r @ r:
+                    U, V, lam = Un, Vn, lam * 0.1
+                    break
+                lam *= 10.0
+            else:
+                break
+            if r @ r - rn @ rn < 1e-12 * (r @ r):
+                break
+        E_new = U @ D @ V.T
+        mask = sampson_residuals(x0, x1, E_new) ** 2 < thr2
+        c = cost(E_new)
+        if c < best_cost:
+            best_E, best_cost = E_new, c
+    return best_E, sampson_residuals(x0, x1, best_E) ** 2 < thr2 if best_E is not E else inliers
 
 
 def recover_pose(E: np.ndarray, x0: np.ndarray, x1: np.ndarray, inliers: np.ndarray
@@ -536,13 +609,12 @@ def _pose_from_homography(H, K, p0, p1, R_ref, t_ref):
     closest to ``(R_ref, t_ref)`` (the 5-point estimate) when two remain."""
     n_sol, Rs, ts, normals = cv2.decomposeHomographyMat(H, K)
     cand = list(range(n_sol))
-    try:
-        valid = cv2.filterHomographyDecompByVisibleRefpoints(
-            Rs, normals, p0.reshape(-1, 1, 2), p1.reshape(-1, 1, 2))
-        if valid is not None and len(valid):
-            cand = [int(i) for i in np.asarray(valid).ravel()]
-    except cv2.error:
-        pass
+    # The visibility test (the plane in front of both cameras) wants normalised coordinates as
+    # float32 (N,1,2): pixels leave the wrong solution standing.
+    x0, x1 = (to_normalised(p, K)[:, :2].astype(np.float32).reshape(-1, 1, 2) for p in (p0, p1))
+    valid = cv2.filterHomographyDecompByVisibleRefpoints(Rs, normals, x0, x1)
+    if valid is not None and len(valid):
+        cand = [int(i) for i in np.asarray(valid).ravel()]
     best, best_cost = None, np.inf
     for i in cand:
         R01, t01 = invert_pose(Rs[i], ts[i].ravel())

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import shared_data
-from ros_harness import (KITTI, PARAMS_FILE, ROOT, RosHarness, camera_info, domain_id,
+from installed import executable, share_file
+from ros_harness import (KITTI, ROOT, RosHarness, camera_info, domain_id,
                           header, wait_for)
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -33,23 +32,17 @@ NS = "/dkp_sub"
 DOMAIN = domain_id(2)
 
 
-def _executable() -> str:
-    exe = shutil.which("frontend_node") or str(Path(sys.executable).parent / "frontend_node")
-    if not Path(exe).exists():
-        pytest.skip("console script frontend_node not installed (pip install -e .)")
-    return exe
-
-
 def _start(args: list[str], log: Path) -> subprocess.Popen:
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), PYTHONUNBUFFERED="1")
-    return subprocess.Popen([_executable(), "--ros-args", *args], cwd=ROOT, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen([str(executable("frontend_node")), "--ros-args", *args], cwd=ROOT,
+                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 def test_console_script_with_params_file(tmp_path):
     seq = load_kitti(shared_data(*KITTI))
     log = tmp_path / "node.log"
-    proc = _start(["--params-file", str(PARAMS_FILE), "-r", f"__ns:={NS}",
+    installed_params = share_file("config", "frontend.yaml")
+    proc = _start(["--params-file", str(installed_params), "-r", f"__ns:={NS}",
                    "-p", "node.qos.reliability:=reliable"], log)
     ros = RosHarness(DOMAIN)
     try:
@@ -62,7 +55,7 @@ def test_console_script_with_params_file(tmp_path):
         info_pub = ros.publisher(CameraInfo, f"{NS}/camera_info", wait_s=10)
         outputs = (features, poses, odometry, status)
         assert wait_for(lambda: all(c.subscription.get_publisher_count() for c in outputs), 10)
-        direct = FrontEnd(FrontEndConfig.from_yaml(PARAMS_FILE), seq.camera)
+        direct = FrontEnd(FrontEndConfig.from_yaml(installed_params), seq.camera)
 
         def camera_applied():  # the node reports its intrinsics in /diagnostics
             info_pub.publish(camera_info(seq.camera))

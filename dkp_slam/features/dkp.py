@@ -99,7 +99,10 @@ class DKPDetector(Detector):
         """Candidates of one pyramid level: keypoints (N,2) and scores (N,) in that level's
         pixels, its descriptor map and the (padded) network input size."""
         h, w = image.shape
-        t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        # torch wants a writable array: images decoded from message buffers are read-only
+        # (numpy < 2 keeps frombuffer's flag through the grey conversion).
+        image = np.ascontiguousarray(image)
+        t = torch.from_numpy(image if image.flags.writeable else image.copy()).to(self.device)
         t = t.to(torch.float32).div_(255.0)[None, None]
         ph, pw = (-h) % 8, (-w) % 8
         if ph or pw:

@@ -85,8 +85,11 @@ class AkazeDetector(Detector):
     def __init__(self, conf: DetectorConfig, device: str = "cpu"):
         super().__init__(conf, device)
         create = _akaze_factory()
-        self.cv = create(threshold=self.threshold,
-                         max_points=int(conf.max_keypoints * self.oversample))
+        self.max_points = int(conf.max_keypoints * self.oversample)
+        try:
+            self.cv = create(threshold=self.threshold, max_points=self.max_points)
+        except TypeError:  # OpenCV < 4.7 has no max_points: the strongest are kept in _detect
+            self.cv = create(threshold=self.threshold)
 
     def _detect(self, image):
         # AKAZE's compute() reads each keypoint's class_id as its scale-space level, so it cannot
@@ -96,6 +99,9 @@ class AkazeDetector(Detector):
         scores = np.array([k.response for k in kps], dtype=np.float32)
         if desc is None:
             desc = np.zeros((0, self.descriptor_size), dtype=np.uint8)
+        if len(scores) > self.max_points:  # what max_points does inside OpenCV >= 4.7
+            keep = np.sort(np.argsort(-scores, kind="stable")[:self.max_points])
+            pts, scores, desc = pts[keep], scores[keep], desc[keep]
         return pts, scores, desc
 
     def _describe(self, image, keypoints, keep, state):

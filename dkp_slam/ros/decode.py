@@ -99,6 +99,20 @@ def compressed_image_size(data: bytes | memoryview) -> Optional[tuple[int, int]]
     return None
 
 
+def compressed_image_complete(data: bytes | memoryview) -> bool:
+    """Whether PNG / JPEG data ends with its end marker (``IEND`` chunk, JPEG ``EOI``).
+
+    Decoders differ on truncated data: PyPI's OpenCV returns no image, the distributions'
+    (system libjpeg) return the decoded part with the rest grey. Checking the end marker makes a
+    truncated image an error everywhere. Up to 64 bytes of padding after the marker are allowed
+    (``FF D9`` cannot occur inside JPEG entropy-coded data, where ``FF`` is byte-stuffed).
+    """
+    tail = bytes(data[-76:])
+    if bytes(data[:8]) == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" in tail
+    return b"\xff\xd9" in tail
+
+
 def compressed_to_array(msg: Any, max_pixels: int = 1 << 28
                         ) -> tuple[np.ndarray, str]:
     """Decode a JPEG/PNG ``sensor_msgs/CompressedImage`` into ``(array, "bgr")``.
@@ -119,6 +133,9 @@ def compressed_to_array(msg: Any, max_pixels: int = 1 << 28
     if size[0] * size[1] == 0 or size[0] * size[1] > max_pixels:
         raise ImageError(f"compressed image is {size[0]}x{size[1]}: zero or more than "
                          f"node.max_image_pixels={max_pixels} pixels")
+    if not compressed_image_complete(memoryview(data)):
+        raise ImageError(f"corrupt compressed image ({msg.format!r}, {len(msg.data)} bytes): "
+                         f"truncated, no end-of-image marker")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise ImageError(f"corrupt compressed image ({msg.format!r}, {len(msg.data)} bytes)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import signal
 import sys
 import threading
 import time
@@ -38,6 +39,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
@@ -500,10 +502,34 @@ class FrontEndNode(Node):
         super().destroy_node()
 
 
+#: Longest time a stop request (SIGINT / SIGTERM) waits for the executor to notice it.
+STOP_POLL_S = 0.1
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT and SIGTERM, once or repeatedly, only set ``stop``.
+
+    rclpy's own handlers are not installed (``SignalHandlerOptions.NO``): they chain to Python's
+    SIGINT handler, whose ``KeyboardInterrupt`` can land anywhere in the clean-up when a launch
+    without a terminal signals the whole process group (the node then gets the group's SIGINT and
+    the launcher's). Here no signal raises; the main loop sees ``stop`` and shuts down in order.
+    """
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+
+
 def main(args: Optional[list[str]] = None) -> int:
-    """Console script ``frontend_node`` (``ros2 run dkp_slam frontend_node --ros-args ...``)."""
+    """Console script ``frontend_node`` (``ros2 run dkp_slam frontend_node --ros-args ...``).
+
+    Exits 0 after SIGINT or SIGTERM (one or several), 2 for invalid parameters.
+    """
     keep_freed_memory()  # per-frame buffers stay mapped (dkp_slam/allocator.py)
-    rclpy.init(args=args)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = FrontEndNode()
     except (ConfigError, CameraError, ParameterException) as err:
@@ -513,8 +539,9 @@ def main(args: Optional[list[str]] = None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=STOP_POLL_S)
+    except ExternalShutdownException:
         pass
     finally:
         node.destroy_node()
