@@ -97,7 +97,9 @@ def select_keypoints(
                           conf.max_keypoints)]
     if idx.size > conf.max_keypoints:
         top = np.argpartition(-scores[idx], conf.max_keypoints - 1)[: conf.max_keypoints]
-        idx = idx[top]
+        # argpartition's order is numpy's implementation detail (it differs between numpy 1.x
+        # and 2.x): image order keeps the keypoints, and everything after them, reproducible.
+        idx = idx[np.sort(top)]
     return idx.astype(np.int64)
 
 
