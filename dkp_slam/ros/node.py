@@ -547,6 +547,10 @@ def main(args: Optional[list[str]] = None) -> int:
         node.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown()
+        # Python's finalisation resets handlers it installed to the default, which a late
+        # signal of the group would turn into death by signal (-2): ignored ones stay ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
     return 0
 
 
