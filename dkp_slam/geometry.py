@@ -139,7 +139,8 @@ def polish_essential(E: np.ndarray, x0: np.ndarray, x1: np.ndarray, inliers: np.
     h = 1e-7
     steps = [np.eye(3) + h * skew(e) for e in np.eye(3)]
 
-    best_E, best_cost, mask = E, cost(E), inliers
+    best_E, best_cost, best_mask = E, cost(E), inliers
+    mask = inliers
     for _ in range(rounds):
         if mask.sum() < 8:
             break
@@ -164,11 +165,12 @@ def polish_essential(E: np.ndarray, x0: np.ndarray, x1: np.ndarray, inliers: np.
             if r @ r - rn @ rn < 1e-6 * (r @ r):  # converged
                 break
         E_new = U @ D @ V.T
-        mask = sampson_residuals(x0, x1, E_new) ** 2 < thr2
-        c = cost(E_new)
+        sq = sampson_residuals(x0, x1, E_new) ** 2
+        mask = sq < thr2
+        c = float(np.minimum(sq, thr2).sum())
         if c < best_cost:
-            best_E, best_cost = E_new, c
-    return best_E, sampson_residuals(x0, x1, best_E) ** 2 < thr2 if best_E is not E else inliers
+            best_E, best_cost, best_mask = E_new, c, mask
+    return best_E, best_mask
 
 
 def recover_pose(E: np.ndarray, x0: np.ndarray, x1: np.ndarray, inliers: np.ndarray

@@ -13,15 +13,19 @@ import pytest
 from dkp_slam.config import GeometryConfig
 from dkp_slam.geometry import (
     UNKNOWN_VARIANCE,
+    _pose_from_homography,
     angle_between_deg,
     estimate_relative_pose,
     find_essential,
+    find_homography,
     gric,
     invert_pose,
+    polish_essential,
     pose_covariance,
     recover_pose,
     rotation_angle_deg,
     sampson_residuals,
+    skew,
     so3_exp,
     to_normalised,
     transfer_residuals,
@@ -362,3 +366,31 @@ def test_homography_dlt_exact_and_noisy() -> None:
     noisy = homography_dlt(p0, p1 + rng.normal(0, 0.5, p1.shape))
     assert np.median(np.linalg.norm(transfer_residuals(p0, p1, noisy), axis=1)) < 0.3
     homography_dlt(np.zeros((4, 2)), p1[:4])  # degenerate input returns, never raises
+
+
+# ====================================================================== OpenCV-version paths
+def test_homography_decomposition_is_chosen_by_visibility_alone() -> None:
+    """Of the decompositions of a plane-induced H, the visibility test leaves the true one without
+    help from the 5-point pose (it failed silently on pixel coordinates before)."""
+    R, t = so3_exp([0.02, -0.04, 0.01]), np.array([0.8, 0.1, 0.2])
+    p0, p1, _, _ = make_scene(R, t, plane=True, noise=0.3, seed=5)
+    H, inl = find_homography(p0, p1, GeometryConfig())
+    R_est, t_est = _pose_from_homography(H, K, p0[inl], p1[inl], None, None)
+    assert rot_err(R_est, R) < 0.3 and angle_between_deg(t_est, t) < 3.0
+
+
+def test_polish_essential_reaches_the_noise_floor() -> None:
+    """The polishing step used where OpenCV's USAC has no final polisher (OpenCV < 4.7) lowers
+    the Sampson cost of a perturbed E to that of the true one and recovers the true inliers."""
+    p0, p1, _, inl_true = make_scene(R_GEN, T_GEN, noise=0.5, outliers=0.15, seed=1)
+    x0, x1 = to_normalised(p0, K), to_normalised(p1, K)
+    R10, t10 = R_GEN.T, -R_GEN.T @ T_GEN  # x1 ~ R10 x0 + t10
+    E_true = skew(t10) @ R10
+    E_off = skew(t10 + [0.02, -0.01, 0.0]) @ so3_exp([0.002, 0.0, 0.0]) @ R10
+    f = K[0, 0]
+    start = np.abs(sampson_residuals(x0, x1, E_off)) < 4.0 / f  # a coarse RANSAC mask
+    E_pol, inl = polish_essential(E_off, x0, x1, start, 1.5 / f)  # 3 sigma of the noise
+    cost = lambda E: np.median(np.abs(sampson_residuals(x0[inl_true], x1[inl_true], E)))  # noqa: E731
+    assert cost(E_pol) < 0.5 * cost(E_off)
+    assert cost(E_pol) <= 1.05 * cost(E_true)
+    assert inl[inl_true].mean() > 0.95 and inl[~inl_true].mean() < 0.1

@@ -107,7 +107,7 @@ def compressed_image_complete(data: bytes | memoryview) -> bool:
     truncated image an error everywhere. Up to 64 bytes of padding after the marker are allowed
     (``FF D9`` cannot occur inside JPEG entropy-coded data, where ``FF`` is byte-stuffed).
     """
-    tail = bytes(data[-76:])
+    tail = bytes(data[-(64 + 12):])  # padding + PNG's 12-byte IEND chunk (JPEG's EOI: 2 bytes)
     if bytes(data[:8]) == b"\x89PNG\r\n\x1a\n":
         return b"IEND" in tail
     return b"\xff\xd9" in tail
