@@ -33,7 +33,8 @@ from dkp_slam.datasets import load_kitti
 from dkp_slam.frontend import FrontEnd
 from dkp_slam.geometry import estimate_relative_pose, so3_exp
 
-KITTI = Path(__file__).resolve().parents[2] / "shared" / "data" / "sequences" / "kitti07_0000-0159"
+KITTI = (Path(__file__).resolve().parents[2] / "shared" / "data" / "sequences"
+         / "kitti07_0000-0159")
 CAMERAS = {
     "plumb_bob": ("radtan", [-0.28, 0.07, 1e-4, -2e-4, 0.0]),
     "equidistant": ("equidistant", [-0.01, 0.05, -0.08, 0.04]),
@@ -84,13 +85,13 @@ def dump(path: str) -> None:
 
 
 def _maxdiff(a, b) -> float:
-    if isinstance(a, list) and a and isinstance(a[0], list) and len(a) != len(b):
-        return float("inf")
+    """Largest absolute difference of two equally shaped arrays; inf when they do not match."""
     if a is None or b is None:
         return 0.0 if a is b else float("inf")
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return float(np.max(np.abs(a - b))) if a.shape == b.shape and a.size else (
-        0.0 if a.shape == b.shape else float("inf"))
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.abs(a - b).max()) if a.size else 0.0
 
 
 def compare(path_a: str, path_b: str) -> None:
@@ -99,9 +100,12 @@ def compare(path_a: str, path_b: str) -> None:
           f"B: numpy {b['numpy']}, OpenCV {b['opencv']} |\n|---|---|")
     for name in CAMERAS:
         da, db = a["distorted"][name], b["distorted"][name]
-        print(f"| {name}: undistorted keypoints, max abs diff | {_maxdiff(da['keypoints'], db['keypoints']):.2e} |")
-        print(f"| {name}: R, max abs diff (A vs truth {_maxdiff(da['R'], da['R_true']):.1e}) | {_maxdiff(da['R'], db['R']):.2e} |")
-        print(f"| {name}: t, max abs diff (A vs truth {_maxdiff(da['t'], da['t_true']):.1e}) | {_maxdiff(da['t'], db['t']):.2e} |")
+        kp = _maxdiff(da["keypoints"], db["keypoints"])
+        print(f"| {name}: undistorted keypoints, max abs diff | {kp:.2e} |")
+        for q in ("R", "t"):
+            truth = _maxdiff(da[q], da[f"{q}_true"])
+            print(f"| {name}: {q}, max abs diff (A vs truth {truth:.1e}) | "
+                  f"{_maxdiff(da[q], db[q]):.2e} |")
         print(f"| {name}: model | {da['model']} / {db['model']} |")
     if "kitti_plumb_bob" in a and "kitti_plumb_bob" in b:
         ka, kb = a["kitti_plumb_bob"], b["kitti_plumb_bob"]

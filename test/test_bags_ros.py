@@ -26,10 +26,6 @@ NS = "/rt"
 DOMAIN = domain_id(3)
 
 
-def _script(name: str) -> str:
-    return str(executable(name))
-
-
 def _start(cmd: list[str], log: Path) -> subprocess.Popen:
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), PYTHONUNBUFFERED="1")
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"),
@@ -50,19 +46,21 @@ def test_bag_play_node_record_eval_round_trip(tmp_path):
     seq = load_kitti(shared_data(*KITTI)).subset(0, N)
     bag_in = tmp_path / "in"
     make_bag(seq, bag_in, MakeBagOptions(), progress=False)
-    node = _start([_script("frontend_node"), "--ros-args", "--params-file", str(PARAMS_FILE),
+    node = _start([str(executable("frontend_node")), "--ros-args",
+                   "--params-file", str(PARAMS_FILE),
                    "-r", f"__ns:={NS}", "-r", "image:=/camera/image_raw",
                    "-r", "camera_info:=/camera/camera_info",
                    "-p", "node.qos.reliability:=reliable", "-p", "node.qos.depth:=50"],
                   tmp_path / "node.log")
     outputs = [f"{NS}/frontend/{t}" for t in ("odometry", "relative_pose", "status")]
-    recorder = _start([_script("dkp-slam"), "bag-record", str(tmp_path / "out"), "--topics",
+    recorder = _start([str(executable("dkp-slam")), "bag-record", str(tmp_path / "out"),
+                       "--topics",
                        *outputs, "/ground_truth/pose", "/clock", "--idle-stop", "4"],
                       tmp_path / "record.log")
     try:
         # waits until the node (image, camera_info) and the recorder (ground truth, clock)
         # subscribe; 1x real rate (10 Hz), /clock for use_sim_time
-        play = subprocess.run([_script("dkp-slam"), "bag-play", str(bag_in), "--clock",
+        play = subprocess.run([str(executable("dkp-slam")), "bag-play", str(bag_in), "--clock",
                                "--wait-subscribers", "150", "--no-progress"], cwd=ROOT,
                               env=dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN)),
                               capture_output=True, text=True, timeout=300)

@@ -34,7 +34,7 @@ def test_package_xml_declares_ament_python_and_runtime_deps():
                 "ament_index_python", "launch", "launch_ros", "python3-numpy", "python3-opencv",
                 "python3-yaml", "python3-scipy", "python3-tqdm", "python3-matplotlib"):
         assert dep in deps
-    # a build type, not a rosdep key: rosdep fails on it (scripts/ci/check_rosdep.sh runs rosdep)
+    # a build type, not a rosdep key: rosdep fails on it (scripts/ci/ros_workspace.sh runs rosdep)
     assert "ament_python" not in {e.text for e in root.iter() if e.tag.endswith("depend")}
     assert root.find("export/build_type").text == "ament_python"
     assert (ROOT / "resource" / "dkp_slam").is_file()
