@@ -10,15 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["USAC_POLISHES_FINAL_MODEL", "trapezoid", "undistort_points_iter"]
-
-#: Whether OpenCV's USAC (``cv2.USAC_*`` in ``findEssentialMat`` / ``findHomography``) refines its
-#: final model on all inliers. OpenCV 4.7 added that polishing step (``UsacParams.final_polisher``,
-#: MAGSAC by default); OpenCV 4.5 / 4.6 return the model of the best minimal sample after local
-#: optimisation, which is measurably less accurate, so :mod:`dkp_slam.geometry` polishes the
-#: essential matrix itself there (``polish_essential``).
-USAC_POLISHES_FINAL_MODEL = hasattr(cv2, "UsacParams") and hasattr(cv2.UsacParams(),
-                                                                  "final_polisher")
+__all__ = ["trapezoid", "undistort_points_iter"]
 
 
 def trapezoid(y: np.ndarray, x: np.ndarray) -> float:

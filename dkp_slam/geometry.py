@@ -15,7 +15,6 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from .compat import USAC_POLISHES_FINAL_MODEL
 
 from .config import GeometryConfig
 
@@ -87,7 +86,12 @@ def find_homography(p0: np.ndarray, p1: np.ndarray, conf: GeometryConfig
 
 def find_essential(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, conf: GeometryConfig
                    ) -> tuple[Optional[np.ndarray], np.ndarray]:
-    """RANSAC essential matrix from undistorted pixels; returns (E or None, inlier mask)."""
+    """RANSAC essential matrix from undistorted pixels; returns (E or None, inlier mask).
+
+    The model OpenCV returns is refined on all its inliers by :func:`polish_essential`, on every
+    OpenCV version and RANSAC method: OpenCV 4.5 / 4.6 have no final polishing step, OpenCV >= 4.7
+    has its own (MAGSAC by default), which stops short of the least-squares optimum, so one
+    polish for all keeps the pose the same wherever the package runs."""
     mask = np.zeros(len(p0), dtype=bool)
     if len(p0) < 5:
         return None, mask
@@ -97,16 +101,15 @@ def find_essential(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, conf: Geometry
     if E is None or m is None or E.shape != (3, 3) or not np.all(np.isfinite(E)):
         return None, mask  # OpenCV may stack several solutions when RANSAC is skipped
     inliers = m.ravel().astype(bool)
-    if not USAC_POLISHES_FINAL_MODEL and conf.ransac_method != "ransac":
-        E, inliers = polish_essential(E, to_normalised(p0, K), to_normalised(p1, K), inliers,
-                                      conf.ransac_threshold_px / (0.5 * (K[0, 0] + K[1, 1])))
+    E, inliers = polish_essential(E, to_normalised(p0, K), to_normalised(p1, K), inliers,
+                                  conf.ransac_threshold_px / (0.5 * (K[0, 0] + K[1, 1])))
     return E, inliers
 
 
 def polish_essential(E: np.ndarray, x0: np.ndarray, x1: np.ndarray, inliers: np.ndarray,
                      threshold: float, rounds: int = 3, iterations: int = 10
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Refine E on all its inliers: the final polishing OpenCV >= 4.7's USAC does itself.
+    """Refine E on all its inliers (the final polishing step of :func:`find_essential`).
 
     Levenberg-Marquardt on the Sampson residuals of the inliers, with E kept essential by its
     parametrisation ``E = U diag(1, 1, 0) V^T`` (``U``, ``V`` updated by small rotations); then
@@ -166,10 +169,13 @@ def polish_essential(E: np.ndarray, x0: np.ndarray, x1: np.ndarray, inliers: np.
                 break
         E_new = U @ D @ V.T
         sq = sampson_residuals(x0, x1, E_new) ** 2
-        mask = sq < thr2
+        new_mask = sq < thr2
         c = float(np.minimum(sq, thr2).sum())
         if c < best_cost:
-            best_E, best_cost, best_mask = E_new, c, mask
+            best_E, best_cost, best_mask = E_new, c, new_mask
+        if np.array_equal(new_mask, mask):  # the same inliers: another round fits the same
+            break
+        mask = new_mask
     return best_E, best_mask
 
 
@@ -376,12 +382,16 @@ def _numeric_covariance(residual_fn: Callable[[np.ndarray], np.ndarray], n_param
 
 
 def _sampson_batch(x0: np.ndarray, x1: np.ndarray, Es: np.ndarray) -> np.ndarray:
-    """:func:`sampson_residuals` for a stack of essential matrices (P,3,3) -> (P,N)."""
-    Ex0 = x0 @ Es.transpose(0, 2, 1)  # (P,N,3)
-    Etx1 = x1 @ Es
-    num = (x1 * Ex0).sum(axis=2)
-    den = np.sqrt(Ex0[..., 0] ** 2 + Ex0[..., 1] ** 2 + Etx1[..., 0] ** 2 + Etx1[..., 1] ** 2)
-    return num / np.maximum(den, 1e-15)
+    """:func:`sampson_residuals` for a stack of essential matrices (P,3,3) -> (P,N).
+
+    Written as five (N,k) x (k,P) products, which numpy runs as matrix multiplications, instead
+    of a (P,N,3) batch of small ones."""
+    Es = np.asarray(Es, dtype=np.float64)
+    outer = (x1[:, :, None] * x0[:, None, :]).reshape(len(x0), 9)
+    num = outer @ Es.reshape(-1, 9).T  # (N,P): x1^T E x0
+    den = np.sqrt((x0 @ Es[:, 0, :].T) ** 2 + (x0 @ Es[:, 1, :].T) ** 2
+                  + (x1 @ Es[:, :, 0].T) ** 2 + (x1 @ Es[:, :, 1].T) ** 2)
+    return (num / np.maximum(den, 1e-15)).T
 
 
 def pose_covariance(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.ndarray,

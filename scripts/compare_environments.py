@@ -8,9 +8,9 @@
 - ``distorted``: the distorted-camera case. For a plumb_bob and an equidistant (fisheye) camera,
   400 points of a 3-D scene are projected through the distortion (``Camera.project``), the
   distorted pixels undistorted again (``Camera.undistort_points``: the compatibility function on
-  OpenCV 4 / 5) and the relative pose estimated (``estimate_relative_pose``: USAC, the polishing
-  step where OpenCV has none, cheirality, GRIC). Noise-free, so every environment must give
-  the same keypoints and poses to 1e-6 (the true ones).
+  OpenCV 4 / 5) and the relative pose estimated (``estimate_relative_pose``: USAC,
+  ``polish_essential``, cheirality, GRIC). Noise-free, so every environment must give the same
+  keypoints and poses to 1e-6 (the true ones).
 - ``kitti_plumb_bob``: the front-end on KITTI07 frames 0-19 with a plumb_bob camera declared
   (k1 = -0.05, k2 = 0.01): detected keypoints, their normalised undistorted coordinates, poses.
   The images are PNG files (decoded identically), so the keypoints agree; the poses agree to
