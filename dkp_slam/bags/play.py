@@ -83,7 +83,7 @@ class BagPlayer:
     def __init__(self, path: str | Path, options: PlayOptions = PlayOptions(),
                  args: Optional[list[str]] = None) -> None:
         import rclpy
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
         if not options.rate > 0:
             raise BagError(f"--rate must be positive, got {options.rate}")
@@ -96,7 +96,12 @@ class BagPlayer:
         self.context = rclpy.Context()
         rclpy.init(args=args, context=self.context)
         self.node = rclpy.create_node("dkp_bag_play", context=self.context)
-        qos = QoSProfile(depth=options.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+        # Transient-local: a subscriber whose side of the DDS match completes after the first
+        # messages (wait_for_subscribers only sees the publisher's side) still gets the last
+        # ``qos_depth`` of them if it asks for transient-local, as bag-record does; volatile
+        # subscribers (the node) are compatible and get live messages only.
+        qos = QoSProfile(depth=options.qos_depth, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.publishers: dict[str, Any] = {}
         self.converters: dict[str, Callable[[bytes], bytes]] = {}
         self.skipped_topics: dict[str, str] = {}

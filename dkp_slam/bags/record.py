@@ -84,7 +84,7 @@ class BagRecorder:
 
     def _discover(self) -> None:
         """Subscribe to the wanted topics that have appeared (timer)."""
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
         known = dict(self.node.get_topic_names_and_types())
         for topic in self.options.topics:
@@ -100,8 +100,14 @@ class BagRecorder:
             infos = self.node.get_publishers_info_by_topic(topic)
             best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
                               for i in infos)
+            # transient-local where every publisher keeps its history (bag-play does): messages
+            # sent before this side of the match completed are delivered too
+            latched = bool(infos) and all(
+                i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
             qos = QoSProfile(depth=self.options.depth, reliability=(
-                ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE))
+                ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE),
+                durability=(DurabilityPolicy.TRANSIENT_LOCAL if latched
+                            else DurabilityPolicy.VOLATILE))
             self._subs.append(self.node.create_subscription(
                 cls, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True))
             self.types[topic] = msgtype
