@@ -16,100 +16,105 @@ from typing import Any, Mapping
 
 import yaml
 
+from .registry import BACKENDS, DETECTORS
+from .settings import RUNTIME, setting, why_invalid
+
 
 class ConfigError(ValueError):
     """Raised for unknown keys, wrong types or out-of-range values."""
+
+
+def _torch_device(value: Any) -> str | None:
+    if value == "cpu" or str(value).startswith("cuda"):
+        return None
+    return "must be 'cpu' or 'cuda[:N]'"
 
 
 @dataclass
 class OrbConfig:
     """OpenCV ORB options (see ``cv2.ORB_create``)."""
 
-    scale_factor: float = 1.2
-    n_levels: int = 8
-    fast_threshold: int = 20
+    scale_factor: float = setting(1.2, "ORB pyramid decimation ratio (cv2.ORB_create scaleFactor)",
+                                  range=(1.01, 4.0))
+    n_levels: int = setting(8, "ORB pyramid levels (cv2.ORB_create nlevels)", range=(1, 16))
+    fast_threshold: int = setting(20, "ORB FAST threshold (cv2.ORB_create fastThreshold)",
+                                  range=(1, 255))
 
 
 @dataclass
 class SiftConfig:
     """OpenCV SIFT options (see ``cv2.SIFT_create``)."""
 
-    contrast_threshold: float = 0.04
-    edge_threshold: float = 10.0
-    n_octave_layers: int = 3
+    contrast_threshold: float = setting(0.04, "SIFT contrast threshold (cv2.SIFT_create "
+                                        "contrastThreshold)", range=(0.0, 1.0))
+    edge_threshold: float = setting(10.0, "SIFT edge threshold (cv2.SIFT_create edgeThreshold)",
+                                    range=(1.0, 100.0))
+    n_octave_layers: int = setting(3, "SIFT layers per octave (cv2.SIFT_create nOctaveLayers)",
+                                   range=(1, 10))
 
 
 @dataclass
 class DkpConfig:
-    """DKPNet options.
+    """DKPNet options."""
 
-    Attributes:
-        weights: weight file; empty = the model shipped in the package (``dkp_slam/weights``),
-            a bare file name = another shipped file, otherwise a path.
-        nms_cell: keypoint extraction cell (pixels, 2 or 4): each cell keeps its best pixel
-            and suppresses weaker cells in its 3x3-cell neighbourhood (NMS radius ``nms_cell``
-            to ``2 nms_cell`` px).
-        min_texture: keypoints need at least this grey-level range (0-255) in the 5x5 pixels
-            around them; 0 disables. A constant or saturated image then has no keypoints.
-        n_levels: image pyramid levels the network runs on (1 = the full image only). Level
-            ``k`` is the image shrunk by ``scale_factor ** k``; its keypoints, mapped back to
-            full-resolution pixels, compete with the other levels' for the budget (each level
-            proposes candidates in proportion to its area), and are described from that
-            level's descriptor map. Levels whose shorter side would be under 64 px are skipped.
-        scale_factor: size ratio between pyramid levels (> 1).
-        backend: inference backend: ``torch``, ``onnxruntime`` or ``tensorrt``
-            (:mod:`dkp_slam.model.backends`; falls back tensorrt -> onnxruntime -> torch).
-        precision: ``auto`` (fp16 for tensorrt, fp32 otherwise), ``fp32`` or ``fp16`` (CUDA
-            only; deformable sampling stays fp32).
-        cuda_graphs: replay a captured CUDA graph per input size (torch backend on CUDA).
-        onnx: ONNX file for onnxruntime / tensorrt (``dkp-slam export``); empty = export the
-            weights on first use into ``cache_dir``.
-        onnx_variant: ``deformconv`` (ONNX DeformConv; onnxruntime, TensorRT >= 10.1) or
-            ``decomposed`` (GridSample + 1x1 conv; TensorRT 8.5 / 8.6, JetPack 5 / 6.0).
-        cache_dir: ONNX exports and TensorRT engines; empty = ``$DKP_SLAM_CACHE`` or
-            ``~/.cache/dkp_slam``.
-        trt_plugin_library: extra TensorRT plugin library (.so) loaded before the standard
-            plugins; empty = none.
-    """
-
-    weights: str = ""
-    nms_cell: int = 2
-    min_texture: int = 4
-    n_levels: int = 2
-    scale_factor: float = 1.4142
-    backend: str = "torch"
-    precision: str = "auto"
-    cuda_graphs: bool = False
-    onnx: str = ""
-    onnx_variant: str = "deformconv"
-    cache_dir: str = ""
-    trt_plugin_library: str = ""
+    weights: str = setting(
+        "", "weight file; empty = the model shipped in the package (dkp_slam/weights), a bare "
+        "file name = another shipped file, otherwise a path")
+    nms_cell: int = setting(
+        2, "keypoint extraction cell (pixels, 2 or 4): each cell keeps its best pixel and "
+        "suppresses weaker cells in its 3x3-cell neighbourhood (NMS radius nms_cell to "
+        "2 nms_cell px)", choices=(2, 4))
+    min_texture: int = setting(
+        4, "keypoints need at least this grey-level range (0-255) in the 5x5 pixels around "
+        "them; 0 disables. A constant or saturated image then has no keypoints", range=(0, 255))
+    n_levels: int = setting(
+        2, "image pyramid levels the network runs on (1 = the full image only). Level k is the "
+        "image shrunk by scale_factor ** k; its keypoints, mapped back to full-resolution "
+        "pixels, compete with the other levels' for the budget (each level proposes candidates "
+        "in proportion to its area), and are described from that level's descriptor map. "
+        "Levels whose shorter side would be under 64 px are skipped", range=(1, 8))
+    scale_factor: float = setting(1.4142, "size ratio between pyramid levels (> 1)",
+                                  range=(1.05, 4.0))
+    backend: str = setting(
+        "torch", "inference backend (dkp_slam.model.backends; falls back tensorrt -> "
+        "onnxruntime -> torch)", choices=BACKENDS.choices())
+    precision: str = setting(
+        "auto", "auto (fp16 for tensorrt, fp32 otherwise), fp32 or fp16 (CUDA only; deformable "
+        "sampling stays fp32)", choices=("auto", "fp32", "fp16"))
+    cuda_graphs: bool = setting(False, "replay a captured CUDA graph per input size (torch "
+                                "backend on CUDA)")
+    onnx: str = setting("", "ONNX file for onnxruntime / tensorrt (dkp-slam export); empty = "
+                        "export the weights on first use into cache_dir")
+    onnx_variant: str = setting(
+        "deformconv", "deformconv (ONNX DeformConv; onnxruntime, TensorRT >= 10.1) or "
+        "decomposed (GridSample + 1x1 conv; TensorRT 8.5 / 8.6, JetPack 5 / 6.0)",
+        choices=("deformconv", "decomposed"))
+    cache_dir: str = setting("", "ONNX exports and TensorRT engines; empty = $DKP_SLAM_CACHE or "
+                             "~/.cache/dkp_slam")
+    trt_plugin_library: str = setting("", "extra TensorRT plugin library (.so) loaded before the "
+                                      "standard plugins; empty = none")
 
 
 @dataclass
 class DetectorConfig:
-    """Keypoint detection and description.
+    """Keypoint detection and description."""
 
-    Attributes:
-        name: detector id: ``dkp`` (the project's DKPNet, the default), ``orb``, ``sift``, or a
-            benchmark peer (``akaze``, ``aliked-t16``, ``aliked-n16``, ``disk``, ``xfeat``; see
-            :mod:`dkp_slam.features.peers`).
-        max_keypoints: keypoint budget per frame.
-        nms_radius: extra non-maximum suppression radius in pixels over the detector's own
-            (0 disables; ORB and SIFT already suppress non-maxima themselves).
-        border: keypoints closer than this to the image border are dropped (pixels).
-        grid_rows, grid_cols: grid bucketing for an even spread (0 disables): each cell gets an
-            equal share of the budget first, the rest goes to the strongest remaining keypoints.
-        score_threshold: keypoints with a lower detector score are dropped.
-    """
-
-    name: str = "dkp"
-    max_keypoints: int = 1000
-    nms_radius: int = 0
-    border: int = 8
-    grid_rows: int = 0
-    grid_cols: int = 0
-    score_threshold: float = 0.0
+    name: str = setting(
+        "dkp", "detector: dkp (the project's DKPNet, the default), orb, sift, or a benchmark "
+        "peer (akaze, aliked-t16, aliked-n16, disk, xfeat; dkp_slam.features.peers)",
+        choices=DETECTORS.choices())
+    max_keypoints: int = setting(1000, "keypoint budget per frame", range=(1, 100000))
+    nms_radius: int = setting(
+        0, "extra non-maximum suppression radius in pixels over the detector's own (0 disables; "
+        "ORB and SIFT already suppress non-maxima themselves)", range=(0, 50))
+    border: int = setting(8, "keypoints closer than this to the image border are dropped "
+                          "(pixels)", range=(0, 200))
+    grid_rows: int = setting(
+        0, "grid bucketing rows for an even spread (0 disables): each cell gets an equal share "
+        "of the budget first, the rest goes to the strongest remaining keypoints", range=(0, 64))
+    grid_cols: int = setting(0, "grid bucketing columns (see grid_rows)", range=(0, 64))
+    score_threshold: float = setting(0.0, "keypoints with a lower detector score are dropped",
+                                     range=(0.0, 1e9))
     orb: OrbConfig = field(default_factory=OrbConfig)
     sift: SiftConfig = field(default_factory=SiftConfig)
     dkp: DkpConfig = field(default_factory=DkpConfig)
@@ -117,70 +122,64 @@ class DetectorConfig:
 
 @dataclass
 class MatcherConfig:
-    """Mutual-nearest-neighbour matching.
+    """Mutual-nearest-neighbour matching."""
 
-    Attributes:
-        device: torch device of the front-end (``cpu``, ``cuda``, ``cuda:0``): the similarity
-            matrix and the learned detectors run there.
-        max_distance: reject float-descriptor matches with a larger L2 distance (0 = off).
-        max_hamming: reject binary-descriptor matches with more differing bits (0 = off).
-        ratio: Lowe's ratio test on distances, best / second best < ratio (1.0 = off).
-    """
-
-    device: str = "cpu"
-    max_distance: float = 0.0
-    max_hamming: int = 0
-    ratio: float = 1.0
+    device: str = setting(
+        "cpu", "torch device of the front-end (cpu, cuda, cuda:0): the similarity matrix and the "
+        "learned detectors run there", check=_torch_device)
+    max_distance: float = setting(0.0, "reject float-descriptor matches with a larger L2 "
+                                  "distance (0 = off)", range=(0.0, 2.0), policy=RUNTIME)
+    max_hamming: int = setting(0, "reject binary-descriptor matches with more differing bits "
+                               "(0 = off)", range=(0, 512), policy=RUNTIME)
+    ratio: float = setting(1.0, "Lowe's ratio test on distances, best / second best < ratio "
+                           "(1.0 = off)", range=(0.1, 1.0), policy=RUNTIME)
 
 
 @dataclass
 class GeometryConfig:
-    """Two-view geometry by RANSAC.
+    """Two-view geometry by RANSAC."""
 
-    Attributes:
-        ransac_method: ``magsac`` (OpenCV USAC MAGSAC++), ``usac_default`` (LO-RANSAC),
-            ``usac_fast`` or ``ransac``.
-        ransac_threshold_px: inlier threshold in (undistorted) pixels.
-        ransac_confidence: RANSAC confidence.
-        ransac_max_iters: iteration cap.
-        min_inliers: fewer geometric inliers than this is a failure (FEW_MATCHES).
-        min_parallax_px: median rotation-compensated flow below this (pixels) means the
-            translation is unobservable: status LOW_PARALLAX, rotation only.
-        model_selection: ``gric`` (Torr's GRIC picks homography or essential matrix),
-            ``essential`` or ``homography`` (always that model).
-        pixel_sigma: lower bound of the keypoint noise (pixels) used by GRIC; the noise is
-            estimated from the epipolar residuals and never taken below this.
-    """
-
-    ransac_method: str = "magsac"
-    ransac_threshold_px: float = 1.0
-    ransac_confidence: float = 0.999
-    ransac_max_iters: int = 1000
-    min_inliers: int = 15
-    min_parallax_px: float = 1.0
-    model_selection: str = "gric"
-    pixel_sigma: float = 0.25
+    ransac_method: str = setting(
+        "magsac", "magsac (OpenCV USAC MAGSAC++), usac_default (LO-RANSAC), usac_fast or ransac",
+        choices=("magsac", "usac_default", "usac_fast", "ransac"), policy=RUNTIME)
+    ransac_threshold_px: float = setting(1.0, "inlier threshold in (undistorted) pixels",
+                                         range=(0.05, 50.0), policy=RUNTIME)
+    ransac_confidence: float = setting(0.999, "RANSAC confidence", range=(0.5, 0.999999),
+                                       policy=RUNTIME)
+    ransac_max_iters: int = setting(1000, "RANSAC iteration cap", range=(10, 1000000),
+                                    policy=RUNTIME)
+    min_inliers: int = setting(15, "fewer geometric inliers than this is a failure "
+                               "(FEW_MATCHES)", range=(8, 100000), policy=RUNTIME)
+    min_parallax_px: float = setting(
+        1.0, "median rotation-compensated flow below this (pixels) means the translation is "
+        "unobservable: status LOW_PARALLAX, rotation only", range=(0.0, 1000.0), policy=RUNTIME)
+    model_selection: str = setting(
+        "gric", "gric (Torr's GRIC picks homography or essential matrix), essential or "
+        "homography (always that model)", choices=("gric", "essential", "homography"),
+        policy=RUNTIME)
+    pixel_sigma: float = setting(
+        0.25, "lower bound of the keypoint noise (pixels) used by GRIC; the noise is estimated "
+        "from the epipolar residuals and never taken below this", range=(0.01, 50.0),
+        policy=RUNTIME)
 
 
 @dataclass
 class TrackerConfig:
-    """Tracking and keyframe policy.
+    """Tracking and keyframe policy."""
 
-    Attributes:
-        reference: ``previous`` (pose relative to the previous frame) or ``keyframe``.
-        keyframe_parallax_px: new keyframe when the median rotation-compensated flow to the
-            keyframe exceeds this (pixels).
-        keyframe_min_track_ratio: new keyframe when fewer than this share of the keyframe's
-            keypoints are still tracked.
-        keyframe_max_interval_s: new keyframe at least this often (seconds; 0 = off).
-        lost_after: this many consecutive failed frames make the status LOST and reinitialise.
-    """
-
-    reference: str = "previous"
-    keyframe_parallax_px: float = 30.0
-    keyframe_min_track_ratio: float = 0.5
-    keyframe_max_interval_s: float = 1.0
-    lost_after: int = 3
+    reference: str = setting("previous", "previous (pose relative to the previous frame) or "
+                             "keyframe", choices=("previous", "keyframe"), policy=RUNTIME)
+    keyframe_parallax_px: float = setting(
+        30.0, "new keyframe when the median rotation-compensated flow to the keyframe exceeds "
+        "this (pixels)", range=(0.0, 10000.0), policy=RUNTIME)
+    keyframe_min_track_ratio: float = setting(
+        0.5, "new keyframe when fewer than this share of the keyframe's keypoints are still "
+        "tracked", range=(0.0, 1.0), policy=RUNTIME)
+    keyframe_max_interval_s: float = setting(
+        1.0, "new keyframe at least this often (seconds; 0 = off)", range=(0.0, 3600.0),
+        policy=RUNTIME)
+    lost_after: int = setting(3, "this many consecutive failed frames make the status LOST and "
+                              "reinitialise", range=(1, 1000), policy=RUNTIME)
 
 
 @dataclass
@@ -229,74 +228,14 @@ class FrontEndConfig:
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
-        """Raise :class:`ConfigError` with a reason for any out-of-range value."""
-        for key, value in self.flat().items():
-            reason = check_value(key, value)
-            if reason:
-                raise ConfigError(f"{key}={value!r}: {reason}")
+        """Raise :class:`ConfigError` with a reason for any value its field does not allow."""
+        reason = why_invalid(self, self.flat())
+        if reason:
+            raise ConfigError(reason)
 
 
 #: Top-level keys of a parameters file that belong to the ROS layer, not the front-end core.
 ROS_ONLY_KEYS = {"node", "use_sim_time", "qos_overrides", "start_type_description_service"}
-
-#: Allowed values / ranges; one place used by the dataclass validation and the ROS node's
-#: parameter descriptors.
-CHOICES: dict[str, tuple] = {
-    "detector.name": ("orb", "sift", "dkp", "akaze", "aliked-t16", "aliked-n16", "disk", "xfeat"),
-    "detector.dkp.nms_cell": (2, 4),
-    "detector.dkp.backend": ("torch", "onnxruntime", "tensorrt"),
-    "detector.dkp.precision": ("auto", "fp32", "fp16"),
-    "detector.dkp.onnx_variant": ("deformconv", "decomposed"),
-    "geometry.ransac_method": ("magsac", "usac_default", "usac_fast", "ransac"),
-    "geometry.model_selection": ("gric", "essential", "homography"),
-    "tracker.reference": ("previous", "keyframe"),
-}
-RANGES: dict[str, tuple[float, float]] = {
-    "detector.max_keypoints": (1, 100000),
-    "detector.nms_radius": (0, 50),
-    "detector.border": (0, 200),
-    "detector.grid_rows": (0, 64),
-    "detector.grid_cols": (0, 64),
-    "detector.score_threshold": (0.0, 1e9),
-    "detector.orb.scale_factor": (1.01, 4.0),
-    "detector.orb.n_levels": (1, 16),
-    "detector.orb.fast_threshold": (1, 255),
-    "detector.sift.contrast_threshold": (0.0, 1.0),
-    "detector.sift.edge_threshold": (1.0, 100.0),
-    "detector.sift.n_octave_layers": (1, 10),
-    "detector.dkp.min_texture": (0, 255),
-    "detector.dkp.n_levels": (1, 8),
-    "detector.dkp.scale_factor": (1.05, 4.0),
-    "matcher.max_distance": (0.0, 2.0),
-    "matcher.max_hamming": (0, 512),
-    "matcher.ratio": (0.1, 1.0),
-    "geometry.ransac_threshold_px": (0.05, 50.0),
-    "geometry.ransac_confidence": (0.5, 0.999999),
-    "geometry.ransac_max_iters": (10, 1000000),
-    "geometry.min_inliers": (8, 100000),
-    "geometry.min_parallax_px": (0.0, 1000.0),
-    "geometry.pixel_sigma": (0.01, 50.0),
-    "tracker.keyframe_parallax_px": (0.0, 10000.0),
-    "tracker.keyframe_min_track_ratio": (0.0, 1.0),
-    "tracker.keyframe_max_interval_s": (0.0, 3600.0),
-    "tracker.lost_after": (1, 1000),
-}
-
-
-def check_value(key: str, value: Any) -> str | None:
-    """Return why ``value`` is invalid for ``key``, or None if it is fine."""
-    if key in CHOICES and value not in CHOICES[key]:
-        return f"must be one of {list(CHOICES[key])}"
-    if key in RANGES:
-        lo, hi = RANGES[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"must be a number in [{lo}, {hi}]"
-        if not lo <= value <= hi:
-            return f"must be in [{lo}, {hi}]"
-    if key == "matcher.device" and not (value == "cpu" or str(value).startswith("cuda")):
-        return "must be 'cpu' or 'cuda[:N]'"
-    return None
-
 
 # ---------------------------------------------------------------------- helpers
 def extract_ros_parameters(data: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -9,30 +9,11 @@ import numpy as np
 
 from .compat import trapezoid
 from .geometry import angle_between_deg, rotation_angle_deg
+from .records import FrameRecord
 from .tracking import TrackingStatus
 
 
-def frame_record(result: Any) -> dict:
-    """The light per-frame record kept for evaluation (no keypoints or descriptors)."""
-    return {
-        "index": result.index,
-        "stamp": result.stamp,
-        "status": result.status.value,
-        "model": result.model,
-        "reference_index": result.reference_index,
-        "keypoints": int(len(result.keypoints)),
-        "matches": int(result.num_matches),
-        "inliers": int(result.num_inliers),
-        "parallax_px": float(result.parallax_px),
-        "R": np.asarray(result.R, dtype=np.float64),
-        "t": np.asarray(result.t, dtype=np.float64),
-        "T_world_cam": np.asarray(result.T_world_cam, dtype=np.float64),
-        "is_keyframe": bool(result.is_keyframe),
-        "timings": dict(result.timings),
-    }
-
-
-def relative_pose_errors(records: list[dict], gt_poses: np.ndarray
+def relative_pose_errors(records: list[FrameRecord], gt_poses: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
     """Rotation and translation-direction errors (degrees) of each frame's relative pose.
 
@@ -45,20 +26,20 @@ def relative_pose_errors(records: list[dict], gt_poses: np.ndarray
     rot = np.full(n, np.nan)
     tdir = np.full(n, np.nan)
     for k, r in enumerate(records):
-        ref = r["reference_index"]
-        if not TrackingStatus(r["status"]).tracked or ref < 0:
+        ref = r.reference_index
+        if not r.status.tracked or ref < 0:
             continue
-        T_ref, T_cur = gt_poses[ref], gt_poses[r["index"]]
+        T_ref, T_cur = gt_poses[ref], gt_poses[r.index]
         if not (np.all(np.isfinite(T_ref)) and np.all(np.isfinite(T_cur))):
             continue
         T_gt = np.linalg.inv(T_ref) @ T_cur
-        rot[k] = rotation_angle_deg(r["R"].T @ T_gt[:3, :3])
-        if np.linalg.norm(r["t"]) > 0.5 and np.linalg.norm(T_gt[:3, 3]) > 1e-9:
-            tdir[k] = angle_between_deg(r["t"], T_gt[:3, 3])
+        rot[k] = rotation_angle_deg(r.R.T @ T_gt[:3, :3])
+        if np.linalg.norm(r.t) > 0.5 and np.linalg.norm(T_gt[:3, 3]) > 1e-9:
+            tdir[k] = angle_between_deg(r.t, T_gt[:3, 3])
     return rot, tdir
 
 
-def gt_scaled_trajectory(records: list[dict], gt_poses: np.ndarray) -> np.ndarray:
+def gt_scaled_trajectory(records: list[FrameRecord], gt_poses: np.ndarray) -> np.ndarray:
     """Chain the relative poses with each step's translation scaled to the true length.
 
     Monocular scale is unobservable; borrowing the step lengths from the ground truth (a common
@@ -69,28 +50,28 @@ def gt_scaled_trajectory(records: list[dict], gt_poses: np.ndarray) -> np.ndarra
     out = np.tile(np.eye(4), (n, 1, 1))
     start = gt_poses[0] if np.all(np.isfinite(gt_poses[0])) else np.eye(4)
     for k, r in enumerate(records):
-        i, ref = r["index"], r["reference_index"]
-        if k == 0 or ref < 0 or not TrackingStatus(r["status"]).tracked:
+        i, ref = r.index, r.reference_index
+        if k == 0 or ref < 0 or not r.status.tracked:
             out[k] = start if k == 0 else out[k - 1]
             continue
         step = np.eye(4)
-        step[:3, :3] = r["R"]
+        step[:3, :3] = r.R
         T_gt = np.linalg.inv(gt_poses[ref]) @ gt_poses[i]
         length = np.linalg.norm(T_gt[:3, 3]) if np.all(np.isfinite(T_gt)) else 0.0
-        step[:3, 3] = r["t"] * length
+        step[:3, 3] = r.t * length
         out[k] = out[_position(records, ref, k)] @ step
     return out
 
 
-def _position(records: list[dict], frame_index: int, before: int) -> int:
+def _position(records: list[FrameRecord], frame_index: int, before: int) -> int:
     """Position in ``records`` of the frame with ``frame_index`` (searching backwards)."""
     for k in range(before - 1, -1, -1):
-        if records[k]["index"] == frame_index:
+        if records[k].index == frame_index:
             return k
     return max(before - 1, 0)
 
 
-def summarize(records: list[dict], gt_poses: Optional[np.ndarray], wall_time_s: float,
+def summarize(records: list[FrameRecord], gt_poses: Optional[np.ndarray], wall_time_s: float,
               detector: str, errors: Optional[tuple[np.ndarray, np.ndarray]] = None) -> dict:
     """The run summary (also written by ``--json``).
 
@@ -103,20 +84,20 @@ def summarize(records: list[dict], gt_poses: Optional[np.ndarray], wall_time_s: 
     ``errors``: the output of :func:`relative_pose_errors`, when already computed.
     """
     n = len(records)
-    statuses = [r["status"] for r in records]
-    counts = {s.value: statuses.count(s.value) for s in TrackingStatus}
+    statuses = [r.status for r in records]
+    counts = {s.value: statuses.count(s) for s in TrackingStatus}
     after_first = records[1:]
-    tracked = sum(TrackingStatus(r["status"]).tracked for r in after_first)
+    tracked = sum(r.status.tracked for r in after_first)
     out: dict[str, Any] = {
         "frames": n,
         "fps": n / wall_time_s if wall_time_s > 0 else float("nan"),
         "detector": detector,
         "tracked_fraction": tracked / len(after_first) if after_first else 0.0,
         "status_counts": counts,
-        "keypoints_median": _median(r["keypoints"] for r in records),
-        "inliers_median": _median(r["inliers"] for r in after_first),
+        "keypoints_median": _median(r.keypoints for r in records),
+        "inliers_median": _median(r.inliers for r in after_first),
         "ms_per_stage": {
-            stage: _median(r["timings"].get(stage, np.nan) for r in records)
+            stage: _median(r.timings.get(stage, np.nan) for r in records)
             for stage in ("detect", "match", "geometry", "track", "total")
         },
     }
@@ -163,7 +144,7 @@ def pose_auc(errors_deg: np.ndarray, thresholds: tuple[float, ...] = (5.0, 10.0,
     return aucs
 
 
-def trajectory_metrics(records: list[dict], gt_poses: np.ndarray,
+def trajectory_metrics(records: list[FrameRecord], gt_poses: np.ndarray,
                        errors: Optional[tuple[np.ndarray, np.ndarray]] = None) -> dict:
     """Pose AUC and evo's ATE / RPE for a run with ground truth.
 
@@ -181,7 +162,7 @@ def trajectory_metrics(records: list[dict], gt_poses: np.ndarray,
     ``errors``: the output of :func:`relative_pose_errors`, when already computed.
     """
     rot, tdir = errors if errors is not None else relative_pose_errors(records, gt_poses)
-    valid_gt = np.array([np.all(np.isfinite(gt_poses[r["index"]])) for r in records])
+    valid_gt = np.array([np.all(np.isfinite(gt_poses[r.index])) for r in records])
     pose_err = np.full(len(records), np.inf)
     moving = np.array([_true_step(records, gt_poses, k) > 1e-3 for k in range(len(records))])
     ok = np.isfinite(rot)
@@ -197,9 +178,9 @@ def trajectory_metrics(records: list[dict], gt_poses: np.ndarray,
     from evo.core import metrics
     from evo.core.trajectory import PoseTrajectory3D
 
-    stamps = np.array([r["stamp"] for r in records])[valid_gt]
+    stamps = np.array([r.stamp for r in records])[valid_gt]
     ref = PoseTrajectory3D(poses_se3=list(gt_poses[valid_gt]), timestamps=stamps)
-    chained = np.array([r["T_world_cam"] for r in records])[valid_gt]
+    chained = np.array([r.T_world_cam for r in records])[valid_gt]
     scaled = gt_scaled_trajectory(records, gt_poses)[valid_gt]
     aligned = align_sim3(chained, gt_poses[valid_gt])
     if aligned is not None:  # evo's APE translation_part: RMSE of the position differences
@@ -232,12 +213,12 @@ def align_sim3(est_poses: np.ndarray, gt_poses: np.ndarray) -> Optional[np.ndarr
     return np.array(est.poses_se3)
 
 
-def _true_step(records: list[dict], gt_poses: np.ndarray, k: int) -> float:
+def _true_step(records: list[FrameRecord], gt_poses: np.ndarray, k: int) -> float:
     """Length of the true motion between record ``k`` and its reference (NaN if unknown)."""
-    ref = records[k]["reference_index"]
+    ref = records[k].reference_index
     if ref < 0:
         return float("nan")
-    d = gt_poses[records[k]["index"]][:3, 3] - gt_poses[ref][:3, 3]
+    d = gt_poses[records[k].index][:3, 3] - gt_poses[ref][:3, 3]
     return float(np.linalg.norm(d)) if np.all(np.isfinite(d)) else float("nan")
 
 

@@ -16,10 +16,12 @@ from tqdm import tqdm
 
 from .config import FrontEndConfig
 from .datasets import write_tum_trajectory
-from .evaluation import (frame_record, gt_scaled_trajectory, relative_pose_errors,
+from .evaluation import (gt_scaled_trajectory, relative_pose_errors,
                          summarize)
 from .frontend import FrontEnd
 from .image import ImageError
+from .odometry import OdometryChain
+from .records import FrameRecord
 from .sequence import FrameSource
 from .viz import TrackHistory, draw_frame, plot_trajectory
 
@@ -50,6 +52,7 @@ def run_sequence(sequence: FrameSource, config: FrontEndConfig, output_dir: str 
         else set()
     history = TrackHistory()
     records, skipped = [], []
+    odometry = OdometryChain()  # the covariance the node publishes on ~/odometry
     processing = 0.0
     for frame in tqdm(sequence.frames(), total=n, desc=sequence.name, unit="frame",
                       disable=not progress):
@@ -62,9 +65,9 @@ def run_sequence(sequence: FrameSource, config: FrontEndConfig, output_dir: str 
             skipped.append({"frame": i, "reason": str(err)})
             continue
         processing += time.perf_counter() - t0
-        rec = frame_record(result)
-        rec["sequence_index"] = i
-        records.append(rec)
+        record = FrameRecord.from_result(result, sequence_index=i)
+        record.odometry_covariance = odometry.update(result)[1]
+        records.append(record)
         history.add(result.track_ids, result.keypoints)
         if i in annotate:
             cv2.imwrite(str(out / "frames" / f"{i:06d}.png"),
@@ -82,30 +85,33 @@ def run_sequence(sequence: FrameSource, config: FrontEndConfig, output_dir: str 
     return summary
 
 
-def write_outputs(out: Path, name: str, records: list[dict], gt: Optional[np.ndarray],
+def write_outputs(out: Path, name: str, records: list[FrameRecord], gt: Optional[np.ndarray],
                   summary: dict, errors: Optional[tuple[np.ndarray, np.ndarray]] = None
                   ) -> None:
     """Write ``trajectory_tum.txt``, ``frames.csv``, the ground-truth files and
     ``trajectory.png`` (see :func:`run_sequence`) and ``summary.json`` for ``records``
-    (:func:`~dkp_slam.evaluation.frame_record` dicts with ``sequence_index``); ``errors``
+    (:class:`~dkp_slam.records.FrameRecord` with ``sequence_index``); ``errors``
     (:func:`~dkp_slam.evaluation.relative_pose_errors`) fill the ``rot_err_deg`` and
     ``tdir_err_deg`` columns of ``frames.csv`` (empty without ground truth)."""
-    stamps = np.array([r["stamp"] for r in records])
-    chained = np.array([r["T_world_cam"] for r in records]).reshape(-1, 4, 4)
+    stamps = np.array([r.stamp for r in records])
+    chained = np.array([r.T_world_cam for r in records]).reshape(-1, 4, 4)
     write_tum_trajectory(out / "trajectory_tum.txt", stamps, chained)
     rot, tdir = errors if errors is not None else (np.full(len(records), np.nan),) * 2
     with open(out / "frames.csv", "w") as f:
         f.write("frame,stamp,status,model,keypoints,matches,inliers,parallax_px,keyframe,"
-                "detect_ms,match_ms,geometry_ms,track_ms,total_ms,rot_err_deg,tdir_err_deg\n")
+                "detect_ms,match_ms,geometry_ms,track_ms,total_ms,rot_err_deg,tdir_err_deg,"
+                "odom_rot_sigma_deg\n")
         for j, r in enumerate(records):
-            t = r["timings"]
-            f.write(f"{r['sequence_index']},{r['stamp']:.9f},{r['status']},{r['model']},"
-                    f"{r['keypoints']},{r['matches']},{r['inliers']},{r['parallax_px']:.3f},"
-                    f"{int(r['is_keyframe'])}," + ",".join(
+            t = r.timings
+            f.write(f"{r.sequence_index},{r.stamp:.9f},{r.status.value},{r.model},"
+                    f"{r.keypoints},{r.matches},{r.inliers},{r.parallax_px:.3f},"
+                    f"{int(r.is_keyframe)}," + ",".join(
                         f"{t.get(k, math.nan):.3f}"
                         for k in ("detect", "match", "geometry", "track", "total")) + "," +
                     ",".join("" if not np.isfinite(e) else f"{e:.6f}"
-                             for e in (rot[j], tdir[j])) + "\n")
+                             for e in (rot[j], tdir[j])) + "," +
+                    ("" if not np.isfinite(r.odometry_rotation_sigma_deg)
+                     else f"{r.odometry_rotation_sigma_deg:.6g}") + "\n")
     title = f"{name} - {summary['detector']}"
     if gt is not None and records:
         scaled = gt_scaled_trajectory(records, gt)

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 import numpy as np
 
 from .camera import Camera
+from .records import FrameRecord
 
 
 @dataclass
@@ -50,7 +51,7 @@ class FrameSource(Protocol):
     def frames(self) -> Iterator[Frame]:
         """Yield the frames in order; never holds more than the current frame in memory."""
 
-    def ground_truth(self, records: list[dict]) -> Optional[np.ndarray]:
+    def ground_truth(self, records: list[FrameRecord]) -> Optional[np.ndarray]:
         """(len(records),4,4) ``T_world_cam`` for the processed frames (records carry
         ``sequence_index`` = :attr:`Frame.index` and ``stamp``), NaN rows where unknown; None
         without ground truth."""
@@ -103,11 +104,11 @@ class Sequence:
         for i in range(len(self)):
             yield Frame(i, float(self.stamps[i]), lambda i=i: (self.load_image(i), "bgr"))
 
-    def ground_truth(self, records: list[dict]) -> Optional[np.ndarray]:
+    def ground_truth(self, records: list[FrameRecord]) -> Optional[np.ndarray]:
         """:class:`FrameSource` view: the rows of :attr:`gt_poses` of the processed frames."""
         if self.gt_poses is None or not records:
             return None
-        return self.gt_poses[[r["sequence_index"] for r in records]]
+        return self.gt_poses[[r.sequence_index for r in records]]
 
     def describe(self) -> dict[str, Any]:
         """:class:`FrameSource` view: ``format``, ``path`` and the number of frames."""

@@ -4,6 +4,8 @@ counters, calibration and ground-truth formats, scoring of a node recording."""
 
 from __future__ import annotations
 
+import csv
+
 import json
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from dkp_slam.config import FrontEndConfig  # noqa: E402
 from dkp_slam.datasets import (load_calibration, load_euroc_camera, load_kitti,  # noqa: E402
                                load_trajectory, write_tum_trajectory)
 from dkp_slam.frontend import FrontEnd  # noqa: E402
-from dkp_slam.ros.decode import camera_from_info, image_to_array  # noqa: E402
+from dkp_slam.messages.decode import camera_from_info, image_to_array  # noqa: E402
 
 N = 20
 KITTI = ("sequences", "kitti07_0000-0159")
@@ -311,7 +313,7 @@ def test_ground_truth_from_tf_with_frame_choice(tmp_path, kitti):
 def _node_recording(path, kitti, with_status: bool = True) -> None:
     """What bag-record writes from the node, produced in-process: ~/status, ~/relative_pose,
     ~/odometry (and the replayed ground truth)."""
-    from dkp_slam.ros.runtime import OdometryChain
+    from dkp_slam.odometry import OdometryChain
 
     frontend = FrontEnd(FrontEndConfig(), kitti.camera)
     chain = OdometryChain()
@@ -368,6 +370,14 @@ def test_score_node_recording_matches_offline(tmp_path, kitti):
                 "pose_auc@10", "inliers_median", "tracked_fraction"):
         assert s[key] == pytest.approx(ref[key], rel=1e-6), key
     assert (tmp_path / "score" / "report.md").is_file()
+    # run chains the odometry covariance as the node does (dkp_slam.odometry): the column
+    # computed offline equals the one read from the recorded ~/odometry
+    def odom_sigma(folder):
+        with open(folder / "frames.csv") as f:
+            return [row["odom_rot_sigma_deg"] for row in csv.DictReader(f)]
+
+    offline, recorded = odom_sigma(tmp_path / "ref"), odom_sigma(tmp_path / "score")
+    assert offline == recorded and len(offline) == N - 1 and float(offline[-1]) > 0
 
     # odometry alone (no status): statuses inferred, frames relative to the previous one
     s2 = evaluate_bag(path, FrontEndConfig(), tmp_path / "odo",

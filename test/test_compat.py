@@ -11,7 +11,7 @@ import pytest
 
 from dkp_slam.camera import Camera
 from dkp_slam.compat import trapezoid, undistort_points_iter
-from dkp_slam.ros.decode import compressed_image_complete
+from dkp_slam.messages.decode import compressed_image_complete
 
 
 def test_trapezoid():

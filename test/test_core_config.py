@@ -5,17 +5,18 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from dkp_slam.config import CHOICES, RANGES, ConfigError, FrontEndConfig
+from dkp_slam.config import ConfigError, FrontEndConfig
+from dkp_slam.registry import DETECTORS
+from dkp_slam.settings import specs
 
 
 def test_defaults_are_valid_and_consistent() -> None:
     conf = FrontEndConfig()
     conf.validate()  # must not raise
     flat = conf.flat()
-    # Every validated key exists in the config, so a typo in the tables would be caught here.
-    for key in list(CHOICES) + list(RANGES):
-        assert key in flat, key
-    assert flat["detector.name"] in CHOICES["detector.name"]
+    # Every leaf carries its own declaration, and the defaults pass it.
+    assert list(specs(conf)) == list(flat)
+    assert flat["detector.name"] in DETECTORS
     assert conf.detector.max_keypoints == flat["detector.max_keypoints"] == 1000
     assert conf.tracker.reference == "previous"
     assert FrontEndConfig.from_dict(None) == conf

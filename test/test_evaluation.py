@@ -5,6 +5,8 @@ import pytest
 
 from dkp_slam.evaluation import pose_auc, relative_pose_errors, summarize, trajectory_metrics
 from dkp_slam.geometry import so3_exp
+from dkp_slam.records import FrameRecord
+from dkp_slam.tracking import TrackingStatus as S
 
 
 def test_pose_auc_hand_computed():
@@ -18,23 +20,22 @@ def test_pose_auc_hand_computed():
     assert pose_auc(np.zeros(5), (5.0, 10.0)) == pytest.approx([1.0, 1.0])
 
 
-def _perfect_records(gt: np.ndarray) -> list[dict]:
+def _perfect_records(gt: np.ndarray) -> list[FrameRecord]:
     recs = []
     for i in range(len(gt)):
         ref = i - 1
         T = np.linalg.inv(gt[ref]) @ gt[i] if i else np.eye(4)
         t = T[:3, 3] / np.linalg.norm(T[:3, 3]) if i else np.zeros(3)
-        recs.append({"index": i, "stamp": 0.1 * i, "status": "OK" if i else "INITIALISING",
-                     "reference_index": ref if i else -1, "R": T[:3, :3], "t": t,
-                     "T_world_cam": np.eye(4), "keypoints": 100, "inliers": 80,
-                     "timings": {"total": 1.0}})
+        recs.append(FrameRecord(i, 0.1 * i, S.OK if i else S.INITIALISING,
+                                reference_index=ref if i else -1, R=T[:3, :3], t=t,
+                                keypoints=100, inliers=80, timings={"total": 1.0}))
     chain = np.eye(4)
     for i, r in enumerate(recs):  # unit-step chain, as the front-end reports it
         if i:
             step = np.eye(4)
-            step[:3, :3], step[:3, 3] = r["R"], r["t"]
+            step[:3, :3], step[:3, 3] = r.R, r.t
             chain = chain @ step
-        r["T_world_cam"] = chain.copy()
+        r.T_world_cam = chain.copy()
     return recs
 
 
@@ -64,8 +65,8 @@ def test_perfect_estimate_scores_perfectly():
 def test_errors_and_failures_lower_the_scores():
     gt = _curved_gt()
     recs = _perfect_records(gt)
-    recs[5]["R"] = so3_exp([0.0, 0.0, np.radians(2.0)]) @ recs[5]["R"]  # 2 deg rotation error
-    recs[9]["status"] = "FEW_MATCHES"  # a failure
+    recs[5].R = so3_exp([0.0, 0.0, np.radians(2.0)]) @ recs[5].R  # 2 deg rotation error
+    recs[9].status = S.FEW_MATCHES  # a failure
     rot, _ = relative_pose_errors(recs, gt)
     assert rot[5] == pytest.approx(2.0, abs=1e-6) and np.isnan(rot[9])
     m = trajectory_metrics(recs, gt)
@@ -79,9 +80,8 @@ def test_errors_and_failures_lower_the_scores():
 
 def test_static_ground_truth_gives_nan_ate_not_an_exception():
     gt = np.tile(np.eye(4), (10, 1, 1))
-    recs = [{"index": i, "stamp": 0.1 * i, "status": "LOW_PARALLAX" if i else "INITIALISING",
-             "reference_index": i - 1, "R": np.eye(3), "t": np.zeros(3),
-             "T_world_cam": np.eye(4)} for i in range(10)]
+    recs = [FrameRecord(i, 0.1 * i, S.LOW_PARALLAX if i else S.INITIALISING,
+                        reference_index=i - 1) for i in range(10)]
     m = trajectory_metrics(recs, gt)
     assert np.isnan(m["ate_sim3_rmse_m"])
     assert m["pose_auc@5"] == pytest.approx(1.0)  # no motion: rotation-only is the right answer

@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 
 from conftest import shared_data
-from dkp_slam.config import CHOICES, DetectorConfig, MatcherConfig
+from dkp_slam.config import DetectorConfig, MatcherConfig
 from dkp_slam.features import DETECTORS, create_detector
-from dkp_slam.features.peers import PEERS
+from dkp_slam.features import peers
+from dkp_slam.settings import specs
+
+PEERS = ("akaze", "aliked-t16", "aliked-n16", "disk", "xfeat")
 from dkp_slam.matching import Matcher
 
 BUDGET = 1000
@@ -72,10 +75,12 @@ def peer(request, images):
 
 
 def test_peers_registered():
-    assert set(PEERS) == {"akaze", "aliked-t16", "aliked-n16", "disk", "xfeat"}
-    for name, cls in PEERS.items():
-        assert DETECTORS[name] is cls
-        assert name in CHOICES["detector.name"]
+    """Each peer registers itself from its module, and the config accepts exactly what is
+    registered."""
+    for name in PEERS:
+        assert DETECTORS[name].__module__ == peers.__name__
+    assert specs(DetectorConfig)["name"].choices == DETECTORS.names()
+    assert DETECTORS.names()[:3] == ("orb", "sift", "dkp") and set(PEERS) <= set(DETECTORS)
 
 
 def test_peer_output_contract(peer):

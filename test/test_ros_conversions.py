@@ -20,7 +20,7 @@ from dkp_slam.ros.conversions import (IMAGE_ENCODINGS, array_to_image,  # noqa: 
                                       compressed_to_array, features_to_cloud, image_to_array,
                                       matrix_from_pose, odometry_msg, pose_from_matrix,
                                       relative_pose_msg, status_msg)
-from dkp_slam.ros.pointcloud import decode_features  # noqa: E402
+from dkp_slam.messages.pointcloud import decode_features  # noqa: E402
 from dkp_slam.synthetic import make_synthetic_sequence  # noqa: E402
 
 RNG = np.random.default_rng(0)

@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 import yaml
 
-from dkp_slam.config import CHOICES, RANGES, ConfigError, FrontEndConfig, flatten
+from dkp_slam import settings
+from dkp_slam.config import ConfigError, FrontEndConfig, flatten
 from dkp_slam.geometry import UNKNOWN_VARIANCE
-from dkp_slam.ros.interface import (READ_ONLY, REBUILD, RUNTIME, NodeConfig,
+from dkp_slam.interface import (READ_ONLY, REBUILD, RUNTIME, NodeConfig,
                                     camera_from_parameters, check_parameter, parameter_policy,
                                     parameter_specs)
-from dkp_slam.ros.pointcloud import (FLOAT32, UINT8, UINT32, Field, decode_features,
+from dkp_slam.messages.pointcloud import (FLOAT32, UINT8, UINT32, Field, decode_features,
                                      decode_points, encode_features, feature_fields)
-from dkp_slam.ros.runtime import LatestSlot, NodeStats, OdometryChain, SequenceGaps
+from dkp_slam.odometry import OdometryChain
+from dkp_slam.runtime import LatestSlot, NodeStats, SequenceGaps
 from dkp_slam.tracking import TrackingStatus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,8 +87,8 @@ def test_decoder_checks_buffer_and_fields():
 
 
 def test_ros_free_modules_import_no_ros():
-    code = ("import sys, dkp_slam.ros, dkp_slam.ros.pointcloud, dkp_slam.ros.interface, "
-            "dkp_slam.ros.runtime\n"
+    code = ("import sys, dkp_slam.ros, dkp_slam.messages.pointcloud, dkp_slam.interface, "
+            "dkp_slam.runtime\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('rclpy', 'sensor_msgs', "
             "'std_msgs', 'geometry_msgs', 'nav_msgs', 'rcl_interfaces')]\n"
             "assert not bad, bad\n")
@@ -97,10 +99,13 @@ def test_ros_free_modules_import_no_ros():
 def test_specs_cover_core_and_node_parameters_with_core_ranges():
     specs = {s.name: s for s in parameter_specs()}
     assert set(specs) == set(FrontEndConfig().flat()) | set(NodeConfig().flat())
-    for key, rng in RANGES.items():
-        assert specs[key].range == rng
-    for key, choices in CHOICES.items():
-        assert specs[key].choices == choices
+    core = settings.specs(FrontEndConfig)  # the fields' own declarations
+    for key, spec in core.items():
+        assert (specs[key].range, specs[key].choices, specs[key].policy) == \
+            (spec.range, spec.choices, spec.policy)
+        assert specs[key].description.startswith(spec.description)
+    assert specs["detector.max_keypoints"].range == (1, 100000)
+    assert specs["detector.name"].choices[:3] == ("orb", "sift", "dkp")
     assert all(s.description for s in specs.values())
     assert specs["geometry.ransac_threshold_px"].policy == RUNTIME
     assert specs["tracker.reference"].policy == RUNTIME
@@ -221,3 +226,15 @@ def test_odometry_chain_accumulates_and_stays_continuous_across_restarts():
     assert np.allclose(pose, _step(3))
     _, cov = chain.update(_Result(5, 4, _step(1), status="FEW_MATCHES"))
     assert cov[0, 0] >= UNKNOWN_VARIANCE
+
+
+def test_docs_parameter_table_is_the_generated_one():
+    """docs/ROS.md's parameter table is ``parameter_table()`` verbatim (regenerate it with
+    ``python -m dkp_slam.interface`` after changing a field)."""
+    from dkp_slam.interface import parameter_table
+
+    text = (ROOT / "docs" / "ROS.md").read_text()
+    begin = text.index("<!-- generated from the fields' settings()")
+    begin = text.index("\n", begin) + 1
+    end = text.index("<!-- end of generated table -->")
+    assert text[begin:end] == parameter_table()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dkp_slam.ros.interface import (CAMERA_INFO_TOPIC, COMPRESSED_IMAGE_TOPIC, IMAGE_TOPIC,
+from dkp_slam.interface import (CAMERA_INFO_TOPIC, COMPRESSED_IMAGE_TOPIC, IMAGE_TOPIC,
                                     NODE_NAME)
 
 ROOT = Path(__file__).resolve().parents[1]

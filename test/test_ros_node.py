@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 from conftest import shared_data
-from ros_harness import KITTI, PARAMS_FILE, RosHarness, camera_info, domain_id, header, wait_for
+from ros_harness import (KITTI, PARAMS_FILE, ROOT, RosHarness, camera_info, domain_id, header,
+                         wait_for)
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -32,7 +33,10 @@ from dkp_slam.frontend import FrontEnd
 from dkp_slam.ros.conversions import (array_to_image, matrix_from_pose,
                                       stamp_to_seconds)
 from dkp_slam.ros.node import FrontEndNode
-from dkp_slam.ros.pointcloud import decode_features
+from dkp_slam.records import STATUS_SCHEMA, STATUS_VERSION, NodeStatus, StatusReport
+from dkp_slam.messages.pointcloud import decode_features
+from dkp_slam.runtime import NodeStats
+from dkp_slam.tracking import TrackingStatus
 
 NS = "/dkp_test"
 N_FRAMES = 25
@@ -438,3 +442,59 @@ def test_invalid_startup_parameters_raise_with_a_reason(ros):
     with pytest.raises(ConfigError, match="focal"):
         FrontEndNode(node_name="bad3", context=ros.context, namespace=NS,
                      parameter_overrides=[Parameter("node.camera.source", value="parameters")])
+
+
+def _documented_status_keys() -> dict[str, str]:
+    """``key -> in`` of the ~/status table in docs/ROS.md."""
+    text = (ROOT / "docs" / "ROS.md").read_text()
+    table = text[text.index("<!-- status schema:"):text.index("<!-- end of status schema -->")]
+    keys = {}
+    for row in table.splitlines()[3:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for key in cells[0].replace("`", "").split(","):
+            keys[key.strip()] = cells[2]
+    return keys
+
+
+def test_status_messages_follow_the_documented_schema(ros, kitti):
+    """Every kind of ~/status message a node publishes over DDS (waiting for CameraInfo, a
+    rejected input, processed frames) has exactly the documented keys and reads back as a
+    StatusReport of the current version."""
+    seq, images = kitti
+    ns = f"{NS}/schema"
+    node = ros.add_node(FrontEndNode(context=ros.context, namespace=ns, parameter_overrides=[
+        Parameter("node.qos.reliability", value="reliable")]))
+    try:
+        status = ros.subscribe(String, f"{ns}/frontend/status")
+        pub = ros.publisher(Image, f"{ns}/image")
+        info_pub = ros.publisher(CameraInfo, f"{ns}/camera_info")
+        pub.publish(array_to_image(images[0], header(float(seq.stamps[0])), "mono8"))
+        assert wait_for(lambda: len(status) >= 1, 10)
+        info_pub.publish(camera_info(seq.camera))
+        assert wait_for(lambda: node._camera_known, 10)
+        bad = array_to_image(images[1], header(float(seq.stamps[1])), "mono8")
+        bad.encoding = "yuv422_odd"
+        pub.publish(bad)
+        assert wait_for(lambda: len(status) >= 2, 10)
+        for i in (1, 2):
+            n = len(status)
+            pub.publish(array_to_image(images[i], header(float(seq.stamps[i])), "mono8"))
+            assert wait_for(lambda: len(status) > n, 10)
+        messages = [json.loads(m.data) for m in status.messages]
+    finally:
+        ros.remove_node(node)
+    documented = _documented_status_keys()
+    every = {k for k, where in documented.items() if where.startswith("every message")}
+    frame = {k for k, where in documented.items() if where == "processed frames"}
+    kinds = {}
+    for data in messages:
+        report = StatusReport.from_json(data, NodeStats.COUNTERS)
+        assert report.version == STATUS_VERSION and data["schema"] == STATUS_SCHEMA
+        assert set(data) <= set(documented), set(data) - set(documented)
+        assert every - {"stamp"} <= set(data)
+        expected = every | frame if report.frame is not None else every
+        assert set(data) == expected, (data["status"], set(data) ^ expected)
+        kinds[data["status"]] = report
+    assert {"WAITING_FOR_CAMERA_INFO", "INPUT_ERROR", "INITIALISING", "OK"} <= set(kinds)
+    assert kinds["OK"].frame.index == 1 and kinds["OK"].frame.keypoints > 100
+    assert set(NodeStatus) >= {NodeStatus(s.value) for s in TrackingStatus}

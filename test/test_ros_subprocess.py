@@ -26,7 +26,7 @@ from dkp_slam.config import FrontEndConfig
 from dkp_slam.datasets import load_kitti
 from dkp_slam.frontend import FrontEnd
 from dkp_slam.ros.conversions import array_to_image, matrix_from_pose, stamp_to_seconds
-from dkp_slam.ros.pointcloud import decode_features
+from dkp_slam.messages.pointcloud import decode_features
 
 NS = "/dkp_sub"
 DOMAIN = domain_id(2)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -32,10 +33,11 @@ from ..datasets import interpolate_poses, load_calibration, load_trajectory
 from ..evaluation import relative_pose_errors, summarize
 from ..geometry import UNKNOWN_VARIANCE
 from ..image import ImageError
-from ..ros.decode import (COMPRESSED_FORMATS, IMAGE_ENCODINGS, camera_from_info,
+from ..records import FrameRecord, StatusReport
+from ..messages.decode import (COMPRESSED_FORMATS, IMAGE_ENCODINGS, camera_from_info,
                           compressed_to_array, image_to_array, matrix_from_pose, stamp_to_ns)
-from ..ros.interface import NODE_PREFIX, NodeConfig, camera_from_parameters
-from ..ros.runtime import NodeStats
+from ..interface import NODE_PREFIX, NodeConfig, camera_from_parameters
+from ..runtime import NodeStats
 from ..runner import run_sequence, write_outputs
 from ..sequence import Frame
 from ..tracking import TrackingStatus
@@ -111,16 +113,16 @@ class GroundTruth:
     source: str
     max_dt: float = 0.02
 
-    def at(self, records: list[dict]) -> np.ndarray:
+    def at(self, records: list[FrameRecord]) -> np.ndarray:
         """(len(records),4,4) poses at the records' stamps (or frame indices), NaN where the
         track has no sample within ``max_dt``."""
         if self.stamps_ns is None:
             out = np.full((len(records), 4, 4), np.nan)
-            idx = np.array([r["sequence_index"] for r in records], dtype=np.int64)
+            idx = np.array([r.sequence_index for r in records], dtype=np.int64)
             ok = idx < len(self.poses)
             out[ok] = self.poses[idx[ok]]
             return out
-        query = np.array([round(r["stamp"] * 1e9) for r in records], dtype=np.int64)
+        query = np.array([round(r.stamp * 1e9) for r in records], dtype=np.int64)
         return interpolate_poses(query, self.stamps_ns, self.poses, self.max_dt)
 
 
@@ -359,7 +361,7 @@ class BagFrames:
         self.wall_s = time.perf_counter() - t0
         self.rss_samples.append((index + 1, round(rss_mb(), 1)))
 
-    def ground_truth(self, records: list[dict]) -> Optional[np.ndarray]:
+    def ground_truth(self, records: list[FrameRecord]) -> Optional[np.ndarray]:
         """Ground truth at the processed frames (see :meth:`GroundTruth.at`)."""
         return self.gt.at(records) if self.gt is not None and records else None
 
@@ -456,20 +458,21 @@ def evaluate_bag(path: str | Path, config: FrontEndConfig, output: str | Path,
 
 
 # ---------------------------------------------------------------------- score node outputs
-def _status_records(reader: BagReader, topic: str) -> tuple[list[dict], dict[str, Any]]:
-    """Per-frame status dicts (those with an ``index``) of a ``~/status`` topic, and the
-    node's last counters."""
+def _status_records(reader: BagReader, topic: str
+                    ) -> tuple[list[StatusReport], dict[str, Any]]:
+    """The reports of processed frames on a ``~/status`` topic (:class:`StatusReport` with a
+    ``frame``), and the node's last counters. Messages that are not status reports (not
+    JSON, unknown status or version) are skipped."""
     frames, counters = [], {}
     for raw in reader.messages([topic]):
         try:
-            data = json.loads(reader.deserialize(raw).data)
-        except (MessageError, ValueError, AttributeError):
+            report = StatusReport.from_json(json.loads(reader.deserialize(raw).data),
+                                            NodeStats.COUNTERS)
+        except (MessageError, ValueError, AttributeError):  # StatusFormatError included
             continue
-        if not isinstance(data, dict):
-            continue
-        counters = {k: data[k] for k in NodeStats.COUNTERS if k in data}
-        if "index" in data and "stamp" in data:
-            frames.append(data)
+        counters = report.counters
+        if report.frame is not None:
+            frames.append(report)
     return frames, counters
 
 
@@ -516,18 +519,14 @@ def _topic_ending(reader: BagReader, msgtype: str, suffix: str) -> Optional[str]
 
 
 def _record(index: int, stamp: float, status: str, ref: int, T_ref_cur: np.ndarray,
-            T_world_cam: np.ndarray, info: Optional[dict] = None) -> dict:
-    """A :func:`~dkp_slam.evaluation.frame_record`-shaped dict from node outputs."""
-    info = info or {}
-    return {"index": index, "sequence_index": index, "stamp": stamp, "status": status,
-            "model": info.get("model", ""), "reference_index": ref,
-            "keypoints": int(info.get("keypoints", 0)), "matches": int(info.get("matches", 0)),
-            "inliers": int(info.get("inliers", 0)),
-            "parallax_px": float(info.get("parallax_px") or 0.0),
-            "R": T_ref_cur[:3, :3].copy(), "t": T_ref_cur[:3, 3].copy(),
-            "T_world_cam": T_world_cam, "is_keyframe": bool(info.get("is_keyframe", False)),
-            "timings": {k: float(v) for k, v in (info.get("timings_ms") or {}).items()
-                        if v is not None}}
+            T_world_cam: np.ndarray, report: Optional[StatusReport] = None) -> FrameRecord:
+    """The :class:`FrameRecord` of a node output: counts and timings from its status report
+    (when recorded), pose and reference from the pose topics."""
+    base = report.frame if report is not None else FrameRecord(index, stamp, status, model="")
+    return dataclasses.replace(base, index=index, sequence_index=index, stamp=stamp,
+                               status=TrackingStatus(status), reference_index=ref,
+                               R=T_ref_cur[:3, :3].copy(), t=T_ref_cur[:3, 3].copy(),
+                               T_world_cam=T_world_cam)
 
 
 def score_output_bag(reader: BagReader, out: Path, o: BagEvalOptions, detector: str,
@@ -572,9 +571,9 @@ def score_output_bag(reader: BagReader, out: Path, o: BagEvalOptions, detector: 
     odo_at = {}
     if odo is not None:
         odo_at = {int(s): k for k, s in enumerate(odo[0])}
-    by_stamp = {round(float(d["stamp"]) * 1e6): d for d in statuses}  # microsecond keys
+    by_stamp = {round(r.stamp * 1e6): r for r in statuses}  # microsecond keys
     pos_of = {round(int(s) / 1e3): k for k, s in enumerate(stamps_ns)}
-    records: list[dict] = []
+    records: list[FrameRecord] = []
     for k in range(n):
         s_ns = int(stamps_ns[k])
         info = by_stamp.get(round(s_ns / 1e3))
@@ -586,10 +585,9 @@ def score_output_bag(reader: BagReader, out: Path, o: BagEvalOptions, detector: 
             if t > 0:
                 T_ref_cur[:3, 3] /= t
         if info is not None:
-            status = info.get("status", "OK")
-            ref_stamp = info.get("reference_stamp")
-            ref = (pos_of.get(round(float(ref_stamp) * 1e6), -1)
-                   if ref_stamp is not None and np.isfinite(float(ref_stamp)) else -1)
+            status = info.frame.status.value
+            ref_stamp = info.frame.reference_stamp
+            ref = pos_of.get(round(ref_stamp * 1e6), -1) if np.isfinite(ref_stamp) else -1
         else:
             ref = k - 1
             cov = base[2][k]
@@ -603,10 +601,13 @@ def score_output_bag(reader: BagReader, out: Path, o: BagEvalOptions, detector: 
         if s_ns in odo_at:
             T_world_cam = odo[1][odo_at[s_ns]]
         elif records and ref >= 0:
-            T_world_cam = records[ref]["T_world_cam"] @ T_ref_cur
+            T_world_cam = records[ref].T_world_cam @ T_ref_cur
         else:
-            T_world_cam = records[-1]["T_world_cam"] if records else np.eye(4)
-        records.append(_record(k, s_ns * 1e-9, status, ref, T_ref_cur, T_world_cam, info))
+            T_world_cam = records[-1].T_world_cam if records else np.eye(4)
+        record = _record(k, s_ns * 1e-9, status, ref, T_ref_cur, T_world_cam, info)
+        if s_ns in odo_at:  # the covariance the node published with its odometry
+            record.odometry_covariance = odo[2][odo_at[s_ns]]
+        records.append(record)
     gt_poses = gt.at(records) if gt is not None and records else None
     errors = relative_pose_errors(records, gt_poses) if gt_poses is not None else None
     times = base[3]
@@ -620,8 +621,8 @@ def score_output_bag(reader: BagReader, out: Path, o: BagEvalOptions, detector: 
         inside = np.ones(len(gt.stamps_ns), bool) if o.gt is None else (
             (gt.stamps_ns >= stamps_ns[0]) & (gt.stamps_ns <= stamps_ns[-1]))
         gt_count = int(inside.sum())
-    latency = np.array([float(d["latency_ms"]) for d in statuses
-                        if d.get("latency_ms") is not None], dtype=np.float64)
+    latency = np.array([r.latency_ms for r in statuses if r.latency_ms is not None],
+                       dtype=np.float64)
     name = reader.path.stem if reader.path.suffix else reader.path.name
     summary.update(
         sequence=name, source=str(reader.path), skipped_frames=0, skipped=[],

@@ -6,7 +6,7 @@ in bag-time order; nothing proportional to the bag size is kept.
 
 Message type names are the ROS 2 spelling (``sensor_msgs/msg/Image``) for both ROS versions,
 as ``rosbags`` reports them; ROS 1 field names that differ (``CameraInfo.K``) are handled by
-:mod:`dkp_slam.ros.decode`.
+:mod:`dkp_slam.messages.decode`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence as Seq
 
 import numpy as np
 
-from ..ros.decode import matrix_from_pose, matrix_from_transform, stamp_to_ns
+from ..messages.decode import matrix_from_pose, matrix_from_transform, stamp_to_ns
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"

@@ -31,6 +31,7 @@ from ..config import DetectorConfig
 from ..model.backends import create_backend
 from ..model.dkpnet import extract_keypoints, sample_descriptors
 from ..model.weights import load_model
+from ..registry import DETECTORS
 from .base import Detector
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,9 @@ class DKPDetector(Detector):
     @property
     def descriptor_size(self) -> int:
         return int(self.net.conf["descriptor_dim"])
+
+
+DETECTORS.register("dkp", DKPDetector)
 
 
 def intensity_range(image: np.ndarray, keypoints: np.ndarray, radius: int = 2) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..registry import DETECTORS
 from .base import Detector
 
 
@@ -79,3 +80,7 @@ class SiftDetector(_OpenCVDetector):
     @property
     def descriptor_size(self) -> int:
         return 128
+
+
+DETECTORS.register("orb", OrbDetector)
+DETECTORS.register("sift", SiftDetector)

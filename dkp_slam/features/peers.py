@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..config import DetectorConfig
+from ..registry import DETECTORS
 from .base import Detector
 
 #: What provides each optional package, for the error raised when it is missing.
@@ -274,11 +275,8 @@ class XFeatDetector(_TorchPeer):
         return 64
 
 
-#: Detector ids -> classes, merged into :data:`dkp_slam.features.DETECTORS`.
-PEERS: dict[str, type[Detector]] = {
-    "akaze": AkazeDetector,
-    "aliked-t16": AlikedT16Detector,
-    "aliked-n16": AlikedN16Detector,
-    "disk": DiskDetector,
-    "xfeat": XFeatDetector,
-}
+DETECTORS.register("akaze", AkazeDetector)
+DETECTORS.register("aliked-t16", AlikedT16Detector)
+DETECTORS.register("aliked-n16", AlikedN16Detector)
+DETECTORS.register("disk", DiskDetector)
+DETECTORS.register("xfeat", XFeatDetector)

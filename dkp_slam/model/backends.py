@@ -29,11 +29,11 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from ..registry import BACKENDS
 from .dkpnet import DKPNet
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("auto", "fp32", "fp16")
 #: What each backend falls back to when it cannot start.
 FALLBACK = {"tensorrt": "onnxruntime", "onnxruntime": "torch", "torch": None}
@@ -371,18 +371,17 @@ def create_backend(name: str, net: DKPNet, device: torch.device, *, precision: s
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
-    if name not in BACKENDS:
-        raise ValueError(f"unknown DKPNet backend {name!r}; choose from {BACKENDS}")
+    BACKENDS.get(name)  # ValueError with the registered names
     reasons = []
     current: Optional[str] = name
     while current is not None:
         try:
             fp16 = precision == "fp16" or (precision == "auto" and current == "tensorrt")
-            backend = _make(current, net, device, fp16, cuda_graphs, onnx_path, onnx_variant,
-                            cache_dir, plugin_library, any_size)
+            backend = BACKENDS.get(current)(net, device, fp16, cuda_graphs, onnx_path,
+                                            onnx_variant, cache_dir, plugin_library, any_size)
         except BackendError as exc:
             reasons.append(f"{current}: {exc}")
-            current = FALLBACK[current]
+            current = FALLBACK.get(current)
             continue
         if reasons:
             log.warning("DKPNet backend: %s (requested %s; %s)", backend.description, name,
@@ -393,17 +392,30 @@ def create_backend(name: str, net: DKPNet, device: torch.device, *, precision: s
     raise BackendError("; ".join(reasons))  # torch always starts; kept for completeness
 
 
-def _make(name, net, device, fp16, cuda_graphs, onnx_path, onnx_variant, cache_dir,
-          plugin_library, any_size) -> Backend:
-    if name == "torch":
-        return TorchBackend(net, device, fp16=fp16, cuda_graphs=cuda_graphs)
-    path = onnx_for(net, onnx_path, onnx_variant, cache_dir, any_size)
-    if name == "onnxruntime":
-        return OnnxRuntimeBackend(path, device)
+# Each backend's start-up from the options of create_backend, registered under its name
+# (a backend added elsewhere registers a function with the same arguments).
+def _start_torch(net, device, fp16, cuda_graphs, onnx_path, onnx_variant, cache_dir,
+                 plugin_library, any_size) -> Backend:
+    return TorchBackend(net, device, fp16=fp16, cuda_graphs=cuda_graphs)
+
+
+def _start_onnxruntime(net, device, fp16, cuda_graphs, onnx_path, onnx_variant, cache_dir,
+                       plugin_library, any_size) -> Backend:
+    return OnnxRuntimeBackend(onnx_for(net, onnx_path, onnx_variant, cache_dir, any_size), device)
+
+
+def _start_tensorrt(net, device, fp16, cuda_graphs, onnx_path, onnx_variant, cache_dir,
+                    plugin_library, any_size) -> Backend:
     from .export import model_hash
 
+    path = onnx_for(net, onnx_path, onnx_variant, cache_dir, any_size)
     return TensorRTBackend(path, model_hash(net), onnx_variant, int(net.conf["descriptor_dim"]),
                            device, fp16=fp16, cache_dir=cache_dir, plugin_library=plugin_library)
+
+
+BACKENDS.register("torch", _start_torch)
+BACKENDS.register("onnxruntime", _start_onnxruntime)
+BACKENDS.register("tensorrt", _start_tensorrt)
 
 
 __all__ = ["BACKENDS", "PRECISIONS", "FALLBACK", "Backend", "BackendError", "TorchBackend",

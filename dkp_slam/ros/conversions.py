@@ -2,7 +2,7 @@
 or OpenCV (compressed).
 
 The decoders (images, CameraInfo, stamps, poses) need no ROS import and live in
-:mod:`dkp_slam.ros.decode` (shared with the bag tools); they are re-exported here. Every
+:mod:`dkp_slam.messages.decode` (shared with the bag tools); they are re-exported here. Every
 decoder raises the core's exceptions with the reason (:class:`~dkp_slam.image.ImageError` for
 images, :class:`~dkp_slam.camera.CameraError` for CameraInfo) so the node can count, log and
 skip bad input.
@@ -26,10 +26,10 @@ from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header, String
 
 from ..geometry import UNKNOWN_VARIANCE
-from .decode import (COMPRESSED_FORMATS, IMAGE_ENCODINGS, camera_from_info,
+from ..messages.decode import (COMPRESSED_FORMATS, IMAGE_ENCODINGS, camera_from_info,
                      compressed_image_size, compressed_to_array, image_to_array,
                      matrix_from_pose, stamp_to_seconds)
-from .pointcloud import encode_features
+from ..messages.pointcloud import encode_features
 
 
 # ---------------------------------------------------------------------- outputs
@@ -49,7 +49,7 @@ def array_to_image(image: np.ndarray, header: Header, encoding: str = "bgr8") ->
 
 
 def features_to_cloud(result: Any, header: Header) -> PointCloud2:
-    """``~/features``: one point per keypoint (layout: :mod:`dkp_slam.ros.pointcloud`)."""
+    """``~/features``: one point per keypoint (layout: :mod:`dkp_slam.messages.pointcloud`)."""
     fields, point_step, data = encode_features(
         result.keypoints, result.keypoints_normalised, result.scores, result.track_ids,
         result.track_ages, result.descriptors)

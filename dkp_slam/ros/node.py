@@ -1,8 +1,8 @@
 """``frontend_node``: the ROS 2 node around :class:`dkp_slam.frontend.FrontEnd`.
 
 Thin by design: messages are converted by :mod:`dkp_slam.ros.conversions`, parameters are
-specified and checked by :mod:`dkp_slam.ros.interface`, and the real-time machinery (newest
-frame mailbox, statistics, odometry chaining) lives in :mod:`dkp_slam.ros.runtime`.
+specified and checked by :mod:`dkp_slam.interface`, and the real-time machinery (newest
+frame mailbox, statistics, odometry chaining) lives in :mod:`dkp_slam.runtime`.
 
 Threads: the executor runs the callbacks (image, camera_info, reset, parameters, diagnostics
 timer), none of which waits for processing: the image callback only puts the message into a
@@ -48,19 +48,20 @@ from std_srvs.srv import Trigger
 from ..allocator import keep_freed_memory
 from ..camera import Camera, CameraError
 from ..config import ConfigError, FrontEndConfig, set_by_path
-from ..features import DETECTORS
 from ..frontend import FrameResult, FrontEnd
 from ..image import ImageError
+from ..records import FrameRecord, NodeStatus, StatusReport
 from ..viz import TrackHistory, draw_frame
 from .conversions import (array_to_image, camera_from_info, compressed_to_array,
                           diagnostics_msg, features_to_cloud, image_to_array, odometry_msg,
                           relative_pose_msg, stamp_to_seconds, status_msg, transform_msg)
-from .interface import (CAMERA_INFO_TOPIC, COMPRESSED_IMAGE_TOPIC, DEBUG_IMAGE_TOPIC,
+from ..interface import (CAMERA_INFO_TOPIC, COMPRESSED_IMAGE_TOPIC, DEBUG_IMAGE_TOPIC,
                         DIAGNOSTICS_TOPIC, FEATURES_TOPIC, IMAGE_TOPIC, NODE_NAME, NODE_PREFIX,
                         ODOMETRY_TOPIC, REBUILD, RELATIVE_POSE_TOPIC, RESET_SERVICE,
-                        STATUS_TOPIC, NodeConfig, ParamSpec, camera_from_parameters,
+                        STATUS_TOPIC, NodeConfig, Spec, camera_from_parameters,
                         check_parameter, parameter_policy, parameter_specs)
-from .runtime import LatestSlot, NodeStats, OdometryChain, SequenceGaps
+from ..odometry import OdometryChain
+from ..runtime import LatestSlot, NodeStats, SequenceGaps
 
 try:  # Optional: not on PyPI; present on a ROS 2 install.
     from tf2_ros import TransformBroadcaster
@@ -88,8 +89,8 @@ def _guarded(callback: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """ROS descriptor (ranges, read-only, description) for a :class:`ParamSpec`."""
+def _descriptor(spec: Spec) -> ParameterDescriptor:
+    """ROS descriptor (ranges, read-only, description) for a :class:`Spec`."""
     d = ParameterDescriptor(name=spec.name, description=spec.description,
                             read_only=spec.read_only)
     if spec.choices:
@@ -223,8 +224,6 @@ class FrontEndNode(Node):
             if p.name not in self._specs:
                 continue
             reason = check_parameter(p.name, p.value)
-            if not reason and p.name == "detector.name" and p.value not in DETECTORS:
-                reason = f"detector not available here; available: {sorted(DETECTORS)}"
             if not reason and p.name == "matcher.device" and p.value != "cpu":
                 import torch
 
@@ -302,12 +301,11 @@ class FrontEndNode(Node):
             self.get_logger().error(text, **kwargs)
         else:
             self.get_logger().warning(text, **kwargs)
-        data = {"status": "WAITING_FOR_CAMERA_INFO" if counter == "waiting_for_camera_info"
-                else "ERROR" if error else "INPUT_ERROR", "message": reason}
-        if header is not None:
-            data["stamp"] = stamp_to_seconds(header.stamp)
-        data.update(self.stats.counters)
-        self._pub_status.publish(status_msg(data))
+        status = (NodeStatus.WAITING_FOR_CAMERA_INFO if counter == "waiting_for_camera_info"
+                  else NodeStatus.ERROR if error else NodeStatus.INPUT_ERROR)
+        stamp = stamp_to_seconds(header.stamp) if header is not None else None
+        self._pub_status.publish(status_msg(
+            StatusReport(status, reason, stamp, dict(self.stats.counters)).to_json()))
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
@@ -423,18 +421,11 @@ class FrontEndNode(Node):
         if nc.publish_tf:
             self._broadcast_tf(T_odom_cam, odom_header, camera_frame)
         latency_ms = (time.perf_counter() - t_received) * 1e3
-        last = {
-            "stamp": stamp_to_seconds(header.stamp), "frame_id": camera_frame,
-            "index": result.index, "status": result.status.value, "message": result.message,
-            "tracked": result.status.tracked, "model": result.model,
-            "keypoints": len(result.keypoints), "matches": result.num_matches,
-            "inliers": result.num_inliers, "inlier_ratio": result.inlier_ratio,
-            "parallax_px": result.parallax_px, "reference_index": result.reference_index,
-            "reference_stamp": result.reference_stamp, "is_keyframe": result.is_keyframe,
-            "latency_ms": latency_ms, "timings_ms": result.timings,
-        }
-        self.stats.frame_done(result.status.value, latency_ms, process_ms, last)
-        self._pub_status.publish(status_msg({**last, **self.stats.counters}))
+        report = StatusReport.for_frame(FrameRecord.from_result(result), camera_frame, latency_ms,
+                                        {})
+        self.stats.frame_done(result.status.value, latency_ms, process_ms, report.to_json())
+        report.counters = dict(self.stats.counters)  # after this frame is counted
+        self._pub_status.publish(status_msg(report.to_json()))
         if nc.debug_image.enabled:
             self._history.add(result.track_ids, result.keypoints)
             now = time.monotonic()

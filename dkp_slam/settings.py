@@ -1,0 +1,165 @@
+"""Configuration fields that carry their own description, allowed values and run-time policy.
+
+Every leaf of a configuration dataclass (the front-end's :class:`dkp_slam.config.FrontEndConfig`,
+the node's :class:`dkp_slam.interface.NodeConfig`, the training configuration) is declared
+with :func:`setting`, which stores that information in the field's ``metadata``
+(:func:`dataclasses.field`). Everything that needs it reads it from there:
+
+- validation (:func:`why_invalid`, used by ``FrontEndConfig.validate`` and the node's
+  parameter callback),
+- the ROS 2 parameter descriptors (description, range, read-only) and which parameters the
+  node applies at run time,
+- the CLI's ``--set KEY=VALUE`` (the dotted key is a path through the dataclasses) and the
+  parameter tables of the docs (:func:`markdown_table`).
+
+A detector, backend or sequence format adds its own section or choices in its own module; a
+field's ``choices`` may be a callable that asks a registry (:mod:`dkp_slam.registry`) for
+the names registered at the time of the check.
+
+Run-time policies (what happens when a ROS parameter changes while the node runs):
+:data:`RUNTIME` (applied between two frames, the tracking state kept), :data:`REBUILD` (a new
+front-end is built between two frames: tracking restarts, the odometry stays continuous) and
+:data:`READ_ONLY` (fixed at start-up; ROS rejects changes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
+
+RUNTIME = "runtime"
+REBUILD = "rebuild"
+READ_ONLY = "read_only"
+POLICIES = (RUNTIME, REBUILD, READ_ONLY)
+
+Choices = Union[tuple, Callable[[], tuple]]
+#: Extra check of a value: returns why it is invalid, or None.
+Check = Callable[[Any], Optional[str]]
+
+_META_KEY = "dkp_slam"
+
+
+def setting(default: Any, description: str, *, choices: Optional[Choices] = None,
+            range: Optional[tuple[float, float]] = None, policy: str = REBUILD,
+            check: Optional[Check] = None) -> Any:
+    """A dataclass field with its description, allowed values and run-time policy.
+
+    Args:
+        default: the default value; its type is the field's type (a list is copied per
+            instance).
+        description: one or two sentences for ``--help``-style listings and ROS descriptors.
+        choices: allowed values, or a callable returning them (asked at each check).
+        range: ``(lo, hi)`` inclusive bounds of a number.
+        policy: :data:`RUNTIME`, :data:`REBUILD` or :data:`READ_ONLY`.
+        check: extra check, ``value -> reason or None``.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    meta = {_META_KEY: {"description": description, "choices": choices, "range": range,
+                        "policy": policy, "check": check}}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What is known of one configuration leaf.
+
+    Attributes:
+        name: dotted name (``detector.max_keypoints``, ``node.qos.depth``).
+        default: default value (its type is the parameter type).
+        description: the field's description.
+        choices: allowed values (resolved), or None.
+        range: ``(lo, hi)`` of a number, or None.
+        policy: :data:`RUNTIME`, :data:`REBUILD` or :data:`READ_ONLY`.
+        check: extra check, or None.
+    """
+
+    name: str
+    default: Any
+    description: str
+    choices: Optional[tuple]
+    range: Optional[tuple[float, float]]
+    policy: str
+    check: Optional[Check] = None
+
+    @property
+    def read_only(self) -> bool:
+        return self.policy == READ_ONLY
+
+    def why_invalid(self, value: Any) -> Optional[str]:
+        """Why ``value`` is not allowed here (choice, range, finiteness, extra check), or None."""
+        if self.choices is not None and value not in self.choices:
+            return f"must be one of {list(self.choices)}"
+        if self.range is not None:
+            lo, hi = self.range
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"must be a number in [{lo}, {hi}]"
+            if not lo <= value <= hi:  # also false for NaN
+                return f"must be in [{lo}, {hi}]"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be finite"
+        return self.check(value) if self.check is not None else None
+
+
+def specs(conf: Any, prefix: str = "") -> dict[str, Spec]:
+    """The :class:`Spec` of every leaf of a configuration dataclass (class or instance), by dotted
+    name, in field order. Defaults are those of ``conf`` when it is an instance.
+
+    Raises:
+        TypeError: a leaf was not declared with :func:`setting` (so it would have no
+            description, choices or policy).
+    """
+    obj = conf() if isinstance(conf, type) else conf
+    out: dict[str, Spec] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(specs(value, name + "."))
+            continue
+        meta = f.metadata.get(_META_KEY)
+        if meta is None:
+            raise TypeError(f"{type(obj).__name__}.{f.name} is not declared with setting()")
+        choices = meta["choices"]
+        out[name] = Spec(name, value, meta["description"],
+                         tuple(choices()) if callable(choices) else choices, meta["range"],
+                         meta["policy"], meta["check"])
+    return out
+
+
+def why_invalid(conf: Any, flat: dict[str, Any], prefix: str = "") -> Optional[str]:
+    """The first ``"key=value: reason"`` among the dotted ``flat`` values of ``conf``, or None."""
+    table = specs(conf, prefix)
+    for key, value in flat.items():
+        spec = table.get(key)
+        reason = spec.why_invalid(value) if spec is not None else "unknown key"
+        if reason:
+            return f"{key}={value!r}: {reason}"
+    return None
+
+
+def markdown_table(table: dict[str, Spec]) -> str:
+    """The parameter table of the docs for ``specs(...)``: name, default, allowed values, when a
+    change takes effect, description."""
+    rows = ["| parameter | default | allowed | changeable | description |",
+            "|---|---|---|---|---|"]
+    when = {RUNTIME: "run time", REBUILD: "run time, rebuilds", READ_ONLY: "start-up only"}
+    for s in table.values():
+        if s.choices is not None:
+            allowed = ", ".join(f"`{c}`" for c in s.choices)
+        elif s.range is not None:
+            allowed = f"[{s.range[0]:g}, {s.range[1]:g}]"
+        else:
+            allowed = ""
+        default = f"`{s.default!r}`" if not isinstance(s.default, str) else f"`{s.default}`"
+        rows.append(f"| `{s.name}` | {default} | {allowed} | {when[s.policy]} | "
+                    f"{s.description.replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
+
+
+__all__ = ["setting", "Spec", "specs", "why_invalid", "markdown_table",
+           "RUNTIME", "REBUILD", "READ_ONLY", "POLICIES"]

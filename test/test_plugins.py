@@ -1,0 +1,106 @@
+"""A detector added from outside the package (test/plugin_detector.py) runs through the CLI and
+the ROS node, named only by ``DKP_SLAM_PLUGINS`` (dkp_slam.registry)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_data
+from installed import executable
+from ros_harness import KITTI, ROOT, RosHarness, camera_info, domain_id, header, wait_for
+
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from dkp_slam.config import ConfigError, FrontEndConfig
+from dkp_slam.datasets import load_kitti
+from dkp_slam.frontend import FrontEnd
+from dkp_slam.registry import DETECTORS, PLUGINS_ENV
+from dkp_slam.ros.conversions import array_to_image, stamp_to_seconds
+from dkp_slam.messages.pointcloud import decode_features
+
+TEST_DIR = Path(__file__).resolve().parent
+NAME = "shi-tomasi-orb"
+DOMAIN = domain_id(17)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(TEST_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
+def test_unregistered_name_is_a_config_error_naming_the_registered_ones():
+    with pytest.raises(ConfigError, match="must be one of .*'orb'"):
+        FrontEndConfig.from_dict({"detector.name": "no-such-detector"})
+
+
+def test_cli_runs_the_plugin_detector(tmp_path):
+    args = [sys.executable, "-m", "dkp_slam.cli", "run", str(shared_data(*KITTI)),
+            "--max-frames", "12", "--set", f"detector.name={NAME}", "--no-progress",
+            "--output", str(tmp_path / "run")]
+    without = subprocess.run(args, cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert without.returncode != 0 and NAME in without.stderr + without.stdout
+    run = subprocess.run(args, cwd=ROOT, env=_env(**{PLUGINS_ENV: "plugin_detector"}),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["detector"] == NAME and summary["frames"] == 12
+    assert summary["tracked_fraction"] > 0.9  # KITTI's first frames: corners track well
+    assert summary["rot_err_median_deg"] < 0.5
+
+
+@pytest.fixture
+def registered_here():
+    """The plug-in registered in this process too (for the reference run), then removed."""
+    import plugin_detector
+
+    DETECTORS.register(NAME, plugin_detector.ShiTomasiOrbDetector)
+    yield
+    DETECTORS.unregister(NAME)
+
+
+def test_node_runs_the_plugin_detector(tmp_path, registered_here):
+    seq = load_kitti(shared_data(*KITTI))
+    log = tmp_path / "node.log"
+    env = _env(**{PLUGINS_ENV: "plugin_detector"}, ROS_DOMAIN_ID=str(DOMAIN),
+               PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([str(executable("frontend_node")), "--ros-args",
+                             "-p", f"detector.name:={NAME}", "-p", "node.qos.reliability:=reliable"],
+                            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    ros = RosHarness(DOMAIN)
+    try:
+        features = ros.subscribe(PointCloud2, "/frontend/features")
+        image_pub = ros.publisher(Image, "/image", wait_s=60)
+        info_pub = ros.publisher(CameraInfo, "/camera_info", wait_s=10)
+        direct = FrontEnd(FrontEndConfig.from_dict({"detector.name": NAME}), seq.camera)
+        for i in range(4):
+            stamp = stamp_to_seconds(header(float(seq.stamps[i])).stamp)
+            image = seq.load_image(i)
+
+            def processed() -> bool:
+                info_pub.publish(camera_info(seq.camera, stamp))
+                image_pub.publish(array_to_image(image, header(stamp), "mono8"))
+                return features.stamped(stamp) is not None
+
+            assert wait_for(processed, 30, period=0.5), log.read_text()[-3000:]
+            ref = direct.process(image, stamp)
+            msg = features.stamped(stamp)
+            cloud = decode_features(msg.data, msg.fields, msg.point_step, msg.width,
+                                    msg.height, msg.is_bigendian)
+            np.testing.assert_array_equal(cloud.keypoints, ref.keypoints)
+            np.testing.assert_array_equal(cloud.descriptors, ref.descriptors)
+    finally:
+        ros.close()
+        proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+    assert rc == 0, log.read_text()[-3000:]
