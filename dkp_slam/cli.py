@@ -10,31 +10,11 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence as Seq
 
-import yaml
 
 from . import __version__
 from .allocator import keep_freed_memory
 from .bags import cli as bags_cli
-from .config import ConfigError, FrontEndConfig
-
-
-def _parse_set(items: Seq[str]) -> dict:
-    """``["detector.name=sift", "detector.max_keypoints=500"]`` -> typed dict (YAML scalars)."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
-def load_config(path: Optional[str], overrides: Seq[str]) -> FrontEndConfig:
-    """Defaults, then the YAML file (if any), then ``--set`` overrides."""
-    sets = _parse_set(overrides)
-    if path:
-        return FrontEndConfig.from_yaml(path, sets)
-    return FrontEndConfig.from_dict(sets)
+from .config import ConfigError, FrontEndConfig, load_config, parse_set_options
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -193,7 +173,7 @@ def _run(sequence, config: FrontEndConfig, args) -> int:
 def _train(args) -> int:
     from .training.trainer import load_train_config, train
 
-    overrides = _parse_set(args.set)
+    overrides = parse_set_options(args.set)
     for key, value in (("iterations", args.iterations), ("max_minutes", args.max_minutes),
                        ("device", args.device)):
         if value is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -236,6 +236,31 @@ class FrontEndConfig:
 
 #: Top-level keys of a parameters file that belong to the ROS layer, not the front-end core.
 ROS_ONLY_KEYS = {"node", "use_sim_time", "qos_overrides", "start_type_description_service"}
+
+def parse_set_options(items: Sequence[str]) -> dict[str, Any]:
+    """``--set`` options, ``["detector.name=sift", "detector.max_keypoints=500"]``, as a dotted
+    dict with YAML-typed values.
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> FrontEndConfig:
+    """What every command line tool runs with: the defaults, then the YAML file (if any), then
+    the ``--set KEY=VALUE`` overrides."""
+    sets = parse_set_options(overrides)
+    if path:
+        return FrontEndConfig.from_yaml(path, sets)
+    return FrontEndConfig.from_dict(sets)
+
 
 # ---------------------------------------------------------------------- helpers
 def extract_ros_parameters(data: Mapping[str, Any]) -> Mapping[str, Any]:

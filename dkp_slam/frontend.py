@@ -188,15 +188,13 @@ class FrontEnd:
         enough = len(frame.keypoints) >= gconf.min_inliers
         if ref is None:
             t0 = time.perf_counter()
-            tr.assign_tracks(frame, np.zeros((0, 2), np.int64))
-            if enough:
-                tr.previous = tr.keyframe = frame
+            is_keyframe = tr.start(frame, enough)
             timings.update(match=0.0, geometry=0.0,
                            track=(time.perf_counter() - t0) * 1e3)
             msg = ("reference frame set" if enough else
                    f"only {len(frame.keypoints)} keypoints; waiting for a textured frame")
             res = finish(TrackingStatus.INITIALISING, msg)
-            res.is_keyframe = enough
+            res.is_keyframe = is_keyframe
             return res
 
         t0 = time.perf_counter()
@@ -216,7 +214,7 @@ class FrontEnd:
         tr.assign_tracks(frame, prev_matches)
 
         if ok:
-            tr.failures = 0
+            tr.pose_found()
             T_rc = np.eye(4)
             if geo.R is not None:
                 T_rc[:3, :3], T_rc[:3, 3] = geo.R, geo.t
@@ -231,21 +229,13 @@ class FrontEnd:
                 status, msg = TrackingStatus.OK, f"{geo.model} model"
         else:
             frame.T_world_cam = prev.T_world_cam.copy() if prev is not None else np.eye(4)
-            lost = tr.record_failure()
+            lost = tr.pose_failed()
             status = TrackingStatus.LOST if lost else TrackingStatus.FEW_MATCHES
             msg = (f"{geo.num_inliers} inliers of {len(matches)} matches "
                    f"(< {gconf.min_inliers})" + ("; reinitialising" if lost else ""))
-            if lost:
-                tr.keyframe = None
-                tr.failures = 0
 
         res = finish(status, msg, geo, matches, len(matches))
-        # Reference bookkeeping and keyframe policy.
-        if enough:
-            if tr.keyframe is None or (status.tracked and tr.keyframe_needed(frame)):
-                tr.keyframe = frame
-                res.is_keyframe = True
-            tr.previous = frame
+        res.is_keyframe = tr.advance(frame, status.tracked, enough)
         timings["track"] = (time.perf_counter() - t2) * 1e3
         return res
 

@@ -1,4 +1,5 @@
-"""Named registries of pluggable components: keypoint detectors and DKPNet inference backends.
+"""Named registries of pluggable components: keypoint detectors, DKPNet inference backends and
+sequence formats.
 
 A component registers itself in its own module (``DETECTORS.register("orb", OrbDetector)``);
 the names a configuration field accepts are asked of the registry when a value is checked. A
@@ -112,8 +113,10 @@ class Registry(Generic[T]):
 
 #: Keypoint detectors: ``name -> Detector subclass`` (:mod:`dkp_slam.features`).
 DETECTORS: Registry = Registry("detector", "dkp_slam.features")
-#: DKPNet inference backends: ``name -> Backend subclass`` (:mod:`dkp_slam.model.backends`).
+#: DKPNet inference backends: ``name -> start-up function`` (:mod:`dkp_slam.model.backends`).
 BACKENDS: Registry = Registry("DKPNet backend", "dkp_slam.model.backends")
+#: Sequence formats: ``name -> SequenceFormat`` (:mod:`dkp_slam.datasets`), tried in order.
+SEQUENCE_FORMATS: Registry = Registry("sequence format", "dkp_slam.datasets")
 
-__all__ = ["Registry", "DETECTORS", "BACKENDS", "load_plugins",
+__all__ = ["Registry", "DETECTORS", "BACKENDS", "SEQUENCE_FORMATS", "load_plugins",
            "PLUGINS_ENV", "PLUGINS_GROUP"]

@@ -20,6 +20,7 @@ from .evaluation import (gt_scaled_trajectory, relative_pose_errors,
                          summarize)
 from .frontend import FrontEnd
 from .image import ImageError
+from .jsonable import jsonable
 from .odometry import OdometryChain
 from .records import FrameRecord
 from .sequence import FrameSource
@@ -122,15 +123,7 @@ def write_outputs(out: Path, name: str, records: list[FrameRecord], gt: Optional
     elif records:
         plot_trajectory(out / "trajectory.png", chained, None, title, "estimate (unit steps)")
     with open(out / "summary.json", "w") as f:
-        json.dump(summary, f, indent=2, default=_json_default)
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+        json.dump(jsonable(summary), f, indent=2)
 
 
 def format_summary(summary: dict) -> str:

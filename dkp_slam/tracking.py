@@ -50,7 +50,10 @@ class TrackedFrame:
 
 
 class Tracker:
-    """Track ids, keyframes and the failure counter behind the LOST status."""
+    """Track ids, the reference / keyframe policy and the failure counter behind the LOST
+    status. The front-end reports what happened to each frame (:meth:`start`,
+    :meth:`pose_found`, :meth:`pose_failed`, :meth:`advance`); the tracker alone decides
+    which frames are kept as references."""
 
     def __init__(self, conf: TrackerConfig | None = None):
         self.conf = conf or TrackerConfig()
@@ -104,7 +107,37 @@ class Tracker:
         return c.keyframe_max_interval_s > 0 and (
             frame.stamp - kf.stamp >= c.keyframe_max_interval_s)
 
-    def record_failure(self) -> bool:
-        """Count a failed frame; True when it makes the tracker LOST."""
+    def start(self, frame: TrackedFrame, usable: bool) -> bool:
+        """A frame without a reference: all its keypoints start new tracks; a ``usable`` one
+        (enough keypoints) becomes the previous frame and the keyframe. Returns whether it
+        became the keyframe."""
+        self.assign_tracks(frame, np.zeros((0, 2), np.int64))
+        if usable:
+            self.previous = self.keyframe = frame
+        return usable
+
+    def pose_found(self) -> None:
+        """The frame got a pose: the failure count restarts."""
+        self.failures = 0
+
+    def pose_failed(self) -> bool:
+        """Count a frame without a pose; True when it makes the tracker LOST, which drops the
+        keyframe (the next usable frame becomes the reference) and restarts the count."""
         self.failures += 1
-        return self.failures >= self.conf.lost_after
+        lost = self.failures >= self.conf.lost_after
+        if lost:
+            self.keyframe = None
+            self.failures = 0
+        return lost
+
+    def advance(self, frame: TrackedFrame, tracked: bool, usable: bool) -> bool:
+        """After a frame with a reference: a ``usable`` frame becomes the previous frame, and
+        the keyframe when there is none or (``tracked``) the keyframe policy asks for one.
+        Returns whether it became the keyframe."""
+        if not usable:
+            return False
+        new_keyframe = self.keyframe is None or (tracked and self.keyframe_needed(frame))
+        if new_keyframe:
+            self.keyframe = frame
+        self.previous = frame
+        return new_keyframe

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _bag_eval(args: argparse.Namespace) -> int:
-    from ..cli import load_config
+    from ..config import load_config
     from ..runner import format_summary
     from .eval import BagEvalOptions, evaluate_bag
 

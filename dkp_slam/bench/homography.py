@@ -54,7 +54,8 @@ from scipy.spatial import cKDTree
 from ..config import DetectorConfig, GeometryConfig
 from ..geometry import apply_homography, find_homography
 from ..matching import Matcher, descriptor_distances
-from .pairs import HomographyPair, inside_image
+from ..warps import inside_image
+from .pairs import HomographyPair
 
 #: Pixel thresholds of the mean matching accuracy.
 MMA_THRESHOLDS: tuple[int, ...] = tuple(range(1, 11))

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..jsonable import jsonable
+
 
 def format_value(value) -> str:
     if isinstance(value, float):
@@ -33,7 +35,7 @@ def write_results(out_dir: Path, name: str, results: dict[str, dict], table: str
     """``<out>/<name>.md`` (header + table) and ``<out>/<name>.json``; and ``json_path``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.md").write_text((header + "\n\n" if header else "") + table + "\n")
-    text = json.dumps(results, indent=2, default=float)
+    text = json.dumps(jsonable(results), indent=2)
     (out_dir / f"{name}.json").write_text(text)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-from typing import Any
 
 import cv2
 import numpy as np

@@ -26,7 +26,6 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 
 from ..registry import BACKENDS

@@ -26,6 +26,7 @@ from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header, String
 
 from ..geometry import UNKNOWN_VARIANCE
+from ..jsonable import jsonable
 from ..messages.decode import (COMPRESSED_FORMATS, IMAGE_ENCODINGS, camera_from_info,
                      compressed_image_size, compressed_to_array, image_to_array,
                      matrix_from_pose, stamp_to_seconds)
@@ -105,21 +106,9 @@ def transform_msg(T: np.ndarray, header: Header, child_frame: str) -> TransformS
         rotation=p.orientation))
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
-
-
 def status_msg(data: dict[str, Any]) -> String:
     """``~/status``: one JSON object (NaN/inf written as null)."""
-    return String(data=json.dumps(_json_safe(data), separators=(",", ":")))
+    return String(data=json.dumps(jsonable(data, non_finite_as_null=True), separators=(",", ":")))
 
 
 def diagnostics_msg(stamp: Time, name: str, hardware_id: str, level: bytes, message: str,
@@ -135,7 +124,7 @@ def _format_value(v: Any) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.3f}"
     if isinstance(v, dict):
-        return json.dumps(_json_safe(v), separators=(",", ":"))
+        return json.dumps(jsonable(v, non_finite_as_null=True), separators=(",", ":"))
     return str(v)
 
 

@@ -9,11 +9,11 @@ endless stream of self-supervised training pairs:
 2. ``image0`` is a random ``crop`` (H, W) of it (low-texture crops are redrawn a few times);
 3. a random homography ``H_0_1`` (rotation, scale, perspective, translation; rejected unless
    both images keep ``min_overlap`` of each other, see
-   :func:`dkp_slam.bench.pairs.sample_homography`) gives ``image1``: the *source image* warped
+   :func:`dkp_slam.warps.sample_homography`) gives ``image1``: the *source image* warped
    so that ``image1(H_0_1 p) = image0(p)``. Because the whole source image is warped (not just
    the crop), ``image1`` is filled with real content, not black borders;
 4. photometric changes (contrast, brightness, gamma, blur, Gaussian noise, JPEG re-encoding:
-   :func:`dkp_slam.bench.pairs.photometric_augment`) are applied to ``image1`` (and, with
+   :func:`dkp_slam.warps.photometric_augment`) are applied to ``image1`` (and, with
    ``photometric_strength0`` > 0, more mildly to ``image0``).
 
 Every item is a function of ``(seed, index)`` only, so a run is reproducible whatever the
@@ -38,13 +38,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..bench.pairs import photometric_augment, sample_homography
+from ..warps import photometric_augment, sample_homography
 from ..datasets import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, natural_sort_key
 
 PathLike = Union[str, Path]
 log = logging.getLogger(__name__)
 
-#: Defaults of the homography sampler (see :func:`dkp_slam.bench.pairs.sample_homography`).
+#: Defaults of the homography sampler (see :func:`dkp_slam.warps.sample_homography`).
 HOMOGRAPHY_DEFAULTS: dict[str, Any] = {
     "max_rotation_deg": 25.0,
     "scale_range": (0.8, 1.25),
@@ -195,7 +195,7 @@ class HomographyPairs(Dataset):
             large camera frames (e.g. 1280x720) otherwise give crops with little context.
         scale_jitter: ``(lo, hi)``: the (shrunk) image is further rescaled by a log-uniform
             factor in this range, but never below the size the crop needs.
-        homography: options of :func:`~dkp_slam.bench.pairs.sample_homography`
+        homography: options of :func:`~dkp_slam.warps.sample_homography`
             (:data:`HOMOGRAPHY_DEFAULTS`).
         photometric_strength: strength of the photometric changes of ``image1`` (0 = none).
         photometric_strength0: the same for ``image0`` (default 0: the clean crop).

@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import ConfigError
+from ..jsonable import jsonable
 from .data import HOMOGRAPHY_DEFAULTS, HomographyPairs, worker_init
 from .losses import LOSS_DEFAULTS, SelfSupervisedLoss, merge_loss_conf
 
@@ -91,17 +92,6 @@ _OPEN_SECTIONS = ("model",)
 
 
 # ====================================================================== config
-def _plain(x: Any) -> Any:
-    """Tuples -> lists, numpy scalars -> Python: something YAML/JSON can write."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
-
-
 def _merge(base: dict, update: dict, path: str = "") -> dict:
     """``base`` updated by ``update``, recursively; unknown keys raise ConfigError. ``model``
     and ``loss`` are taken as given (DKPNet and the loss validate their own options)."""
@@ -210,7 +200,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 def _resume_config(saved: dict, new: dict) -> tuple[dict, list[str]]:
     """The checkpoint's config with the runtime keys of ``new``; also the ignored changes."""
     cfg = deepcopy(saved)
-    flat_new, flat_saved = _flat(_plain(new)), _flat(_plain(saved))
+    flat_new, flat_saved = _flat(jsonable(new)), _flat(jsonable(saved))
     for key in RUNTIME_KEYS:
         node, parts = cfg, key.split(".")
         for p in parts[:-1]:
@@ -469,7 +459,7 @@ def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *
             saved_conf["dcn_impl"] = new_model["dcn_impl"]
     net, note = _build_model(cfg, factory, saved_conf)
     net.to(device).train()
-    cfg["model"] = _plain(dict(net.conf))
+    cfg["model"] = jsonable(dict(net.conf))
     desc_dim = int(net.conf.get("descriptor_dim", 64))
     try:
         criterion = SelfSupervisedLoss(cfg["loss"], descriptor_dim=desc_dim, seed=seed,
@@ -499,7 +489,7 @@ def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *
 
     total = int(cfg["iterations"])
     batch_size = int(cfg["batch_size"])
-    (out / "config.yaml").write_text(yaml.safe_dump(_plain(cfg), sort_keys=False))
+    (out / "config.yaml").write_text(yaml.safe_dump(jsonable(cfg), sort_keys=False))
     columns = criterion.log_keys
     csv_log = _CsvLog(out / "log.csv", columns, start if ckpt is not None else None)
 
@@ -517,7 +507,7 @@ def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *
         _atomic_save({
             "version": CHECKPOINT_VERSION,
             "iteration": iteration,
-            "config": _plain(cfg),
+            "config": jsonable(cfg),
             "model": _cpu_state(net),
             "model_conf": dict(net.conf),
             "optimizer": optimizer.state_dict(),
@@ -652,13 +642,13 @@ def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *
         "threads": torch.get_num_threads(),
         "parameters": n_params,
         "num_images": dataset.num_images,
-        "model_conf": _plain(dict(net.conf)),
+        "model_conf": jsonable(dict(net.conf)),
         "checkpoint": str(ckpt_path),
         "model": str(model_path),
         "log": str(out / "log.csv"),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    (out / "summary.json").write_text(json.dumps(_plain(summary), indent=2))
+    (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
     speed = f", {session_seconds / session_iters:.3f} s/it" if session_iters else ""
     print(f"{status}: iteration {it}/{total} ({session_iters} this session{speed}); "
           f"checkpoint {ckpt_path}, weights {model_path}")
