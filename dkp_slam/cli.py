@@ -233,69 +233,92 @@ def _export(args) -> int:
 
 
 def _bench(args) -> int:
+    """``dkp-slam bench homography|odometry|speed``: run, then write and print the table."""
     from .bench import report
 
-    from .features import DETECTORS
-
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in DETECTORS]
-    if unknown or not methods:
-        raise ConfigError(f"unknown method(s) {unknown or methods}; available: "
-                          f"{', '.join(sorted(DETECTORS))}")
+    methods = _bench_methods(args.methods)
     base = load_config(args.config, args.set)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    progress = not args.no_progress
-    if args.bench_command == "homography":
-        from .bench.homography import METRIC_KEYS, bench_homography
-
-        results, label = bench_homography(args.path, methods, args.max_keypoints, args.pairs,
-                                          args.seed, args.resize_max or None, progress,
-                                          base.detector)
-        columns = [k for k in METRIC_KEYS if k in next(iter(results.values()))]
-        name = f"homography_{label}_k{args.max_keypoints}"
-        report.plot_curves(out / f"{name}_mma.png",
-                           {m: (list(range(1, 11)), [r[f"mma@{t}"] for t in range(1, 11)])
-                            for m, r in results.items()},
-                           "threshold [px]", "MMA", f"{label}, {args.max_keypoints} keypoints")
-    elif args.bench_command == "odometry":
-        from .bench.odometry import ODOMETRY_METRICS, bench_odometry
-        from .datasets import open_sequence
-
-        sequence = open_sequence(args.path)
-        if args.max_frames > 0:
-            sequence = sequence.subset(0, args.max_frames)
-        results = bench_odometry(sequence, methods, base, out, args.max_keypoints, progress)
-        columns = list(ODOMETRY_METRICS)
-        name = f"odometry_{sequence.name}_n{len(sequence)}_k{args.max_keypoints}"
-    else:
-        from .bench.speed import bench_backends, bench_speed, parse_size
-
-        sizes = [parse_size(s) for s in args.sizes.split(",")]
-        overrides = base.flat()  # the whole validated config travels to each child process
-        columns = ["keypoints_median", "detector_ms", "after_detection_ms", "ms_per_frame",
-                   "total_ms_p90", "fps", "peak_rss_mb"]
-        name = f"speed_{args.device}_k{args.max_keypoints}"
-        if args.backends:
-            backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-            results, skipped = bench_backends(backends, sizes, args.frames, args.max_keypoints,
-                                              args.device, args.path, overrides)
-            for b, why in skipped.items():
-                print(f"{b}: not measured: {why}")
-            if not results:
-                raise ConfigError("none of the requested backends runs here")
-            columns = ["backend", "detector_ms", "frontend_fps", "after_detection_ms",
-                       "ms_per_frame", "total_ms_p90", "peak_rss_mb"]
-            name = f"speed_backends_{args.device}_k{args.max_keypoints}"
-        else:
-            results = bench_speed(methods, sizes, args.frames, args.max_keypoints, args.device,
-                                  args.path, overrides=overrides)
+    run = {"homography": _bench_homography, "odometry": _bench_odometry,
+           "speed": _bench_speed}[args.bench_command]
+    results, columns, name = run(args, methods, base, out)
     table = report.markdown_table(results, columns)
     report.write_results(out, name, results, table, args.json,
                          header=f"`dkp-slam {' '.join(sys.argv[1:]) or 'bench'}`")
     print(table)
     print(f"\nwritten: {out / (name + '.md')}, {out / (name + '.json')}")
     return 0
+
+
+def _bench_methods(text: str) -> list[str]:
+    """The ``--methods`` list, each a registered detector."""
+    from .registry import DETECTORS
+
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in DETECTORS]
+    if unknown or not methods:
+        raise ConfigError(f"unknown method(s) {unknown or methods}; available: "
+                          f"{', '.join(sorted(DETECTORS))}")
+    return methods
+
+
+def _bench_homography(args, methods: list[str], base: FrontEndConfig, out: Path
+                      ) -> tuple[dict, list[str], str]:
+    """Homography pairs (HPatches layout or synthetic); also the MMA curve plot."""
+    from .bench import report
+    from .bench.homography import METRIC_KEYS, bench_homography
+
+    results, label = bench_homography(args.path, methods, args.max_keypoints, args.pairs,
+                                      args.seed, args.resize_max or None, not args.no_progress,
+                                      base.detector)
+    columns = [k for k in METRIC_KEYS if k in next(iter(results.values()))]
+    name = f"homography_{label}_k{args.max_keypoints}"
+    report.plot_curves(out / f"{name}_mma.png",
+                       {m: (list(range(1, 11)), [r[f"mma@{t}"] for t in range(1, 11)])
+                        for m, r in results.items()},
+                       "threshold [px]", "MMA", f"{label}, {args.max_keypoints} keypoints")
+    return results, columns, name
+
+
+def _bench_odometry(args, methods: list[str], base: FrontEndConfig, out: Path
+                    ) -> tuple[dict, list[str], str]:
+    """The whole front-end per method on a sequence."""
+    from .bench.odometry import ODOMETRY_METRICS, bench_odometry
+    from .datasets import open_sequence
+
+    sequence = open_sequence(args.path)
+    if args.max_frames > 0:
+        sequence = sequence.subset(0, args.max_frames)
+    results = bench_odometry(sequence, methods, base, out, args.max_keypoints,
+                             not args.no_progress)
+    return (results, list(ODOMETRY_METRICS),
+            f"odometry_{sequence.name}_n{len(sequence)}_k{args.max_keypoints}")
+
+
+def _bench_speed(args, methods: list[str], base: FrontEndConfig, out: Path
+                 ) -> tuple[dict, list[str], str]:
+    """Speed and memory per method, or per DKPNet backend with ``--backends``."""
+    from .bench.speed import bench_backends, bench_speed, parse_size
+
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    overrides = base.flat()  # the whole validated config travels to each child process
+    if not args.backends:
+        results = bench_speed(methods, sizes, args.frames, args.max_keypoints, args.device,
+                              args.path, overrides=overrides)
+        return (results, ["keypoints_median", "detector_ms", "after_detection_ms",
+                          "ms_per_frame", "total_ms_p90", "fps", "peak_rss_mb"],
+                f"speed_{args.device}_k{args.max_keypoints}")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    results, skipped = bench_backends(backends, sizes, args.frames, args.max_keypoints,
+                                      args.device, args.path, overrides)
+    for b, why in skipped.items():
+        print(f"{b}: not measured: {why}")
+    if not results:
+        raise ConfigError("none of the requested backends runs here")
+    return (results, ["backend", "detector_ms", "frontend_fps", "after_detection_ms",
+                      "ms_per_frame", "total_ms_p90", "peak_rss_mb"],
+            f"speed_backends_{args.device}_k{args.max_keypoints}")
 
 
 def _info() -> int:

@@ -481,63 +481,18 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     x0, x1 = to_normalised(p0, K), to_normalised(p1, K)
     thr2 = (2.0 * conf.ransac_threshold_px) ** 2  # inlier bound for the rotation model
 
-    E, inl_e = (None, np.zeros(n, dtype=bool))
-    if conf.model_selection != "homography":
-        E, inl_e = find_essential(p0, p1, K, conf)
-    if E is None or conf.model_selection == "homography":
-        H, inl_h = find_homography(p0, p1, conf)
-    else:
-        # A plane's (or a rotation's) correspondences all satisfy the epipolar constraint too,
-        # so H is fitted to the E inliers by least squares and refitted once to its own inliers
-        # instead of running a second RANSAC. Where the E inliers are not planar this H fits
-        # badly and GRIC rejects it, which is the right answer.
-        H, inl_h = _refit_homography(p0, p1, inl_e, conf.ransac_threshold_px ** 2)
+    E, inl_e, H, inl_h = _fit_essential_and_homography(p0, p1, K, conf)
     res.E, res.H = E, H
-    sigma = conf.pixel_sigma
-
     R_e = t_e = None
     if E is not None:
         R_e, t_e, inl_e = recover_pose(E, x0, x1, inl_e)
-
-    # Rotation-only model (k = 3): the better start of the 5-point rotation and the rotation
-    # nearest to H, refined on its inliers, scored with the translation-free homography.
-    R_rot, sq_rot = None, None
-    for R in (R_e, nearest_rotation(Kinv @ H @ K).T if H is not None else None):
-        if R is not None:
-            sq = _sq_transfer(p0, p1, K @ R.T @ Kinv)
-            if sq_rot is None or capped_cost(sq, thr2) < capped_cost(sq_rot, thr2):
-                R_rot, sq_rot = R, sq
-    if R_rot is None:
+    rotation = _rotation_model(p0, p1, x0, x1, K, R_e, H, thr2)
+    if rotation is None:
         return res
-    R_rot, sq_rot = refine_rotation(x0, x1, p0, p1, K, R_rot, sq_rot, thr2)
+    R_rot, sq_rot = rotation
     inl_rot = sq_rot < thr2
-
-    # GRIC is evaluated on the matches that at least one model explains: gross outliers would
-    # otherwise favour the model with the smaller robust cap (E) in proportion to their number.
-    support = inl_rot | inl_h | inl_e
-    if E is not None and inl_e.sum() >= 8:
-        # Keypoint noise from the epipolar residuals of the most general model (MAD), so that
-        # detectors with coarse positions (ORB's pyramid) are not judged with too small a sigma.
-        r_e = np.abs(sampson_residuals(x0[inl_e], x1[inl_e], E)) * focal
-        sigma = max(sigma, 1.4826 * float(np.median(r_e)))
-    # GRIC wants the squared geometric distance in the joint (p0, p1) space: with noise in both
-    # images that is half the squared one-sided transfer error (2 sigma^2 expected for d = 2,
-    # as the Sampson distance has sigma^2 for d = 3).
-    res.gric_rot = gric(0.5 * sq_rot[support], sigma, 2, 3)
-    if H is not None:
-        res.gric_h = gric(0.5 * _sq_transfer(p0[support], p1[support], H), sigma, 2, 8)
-    if E is not None:
-        res.gric_e = gric((sampson_residuals(x0[support], x1[support], E) * focal) ** 2,
-                          sigma, 3, 5)
-
-    candidates = {"rotation": res.gric_rot}
-    if H is not None and conf.model_selection in ("gric", "homography"):
-        candidates["homography"] = res.gric_h
-    if R_e is not None and conf.model_selection in ("gric", "essential"):
-        candidates["essential"] = res.gric_e
-    if conf.model_selection != "gric" and len(candidates) > 1:
-        candidates.pop("rotation")  # a forced model still falls back to rotation-only below
-    model = min(candidates, key=candidates.get)
+    _score_models(res, p0, p1, x0, x1, sq_rot, (inl_rot, inl_h, inl_e), focal, conf.pixel_sigma)
+    model = _select_model(res, conf, R_e is not None)
     inliers = {"rotation": inl_rot, "homography": inl_h, "essential": inl_e}[model]
     if inliers.sum() < conf.min_inliers:
         res.inliers = inliers
@@ -561,6 +516,86 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     res.covariance = pose_covariance(x0[inliers], x1[inliers], res.R, res.t, focal,
                                      res.translation_valid)
     return res
+
+
+def _fit_essential_and_homography(p0: np.ndarray, p1: np.ndarray, K: np.ndarray,
+                                  conf: GeometryConfig
+                                  ) -> tuple[Optional[np.ndarray], np.ndarray,
+                                             Optional[np.ndarray], np.ndarray]:
+    """``(E, E inliers, H, H inliers)``: E by RANSAC unless a homography is forced; H by RANSAC
+    without an E, else fitted to the E inliers."""
+    E, inl_e = (None, np.zeros(len(p0), dtype=bool))
+    if conf.model_selection != "homography":
+        E, inl_e = find_essential(p0, p1, K, conf)
+    if E is None or conf.model_selection == "homography":
+        H, inl_h = find_homography(p0, p1, conf)
+    else:
+        # A plane's (or a rotation's) correspondences all satisfy the epipolar constraint too,
+        # so H is fitted to the E inliers by least squares and refitted once to its own inliers
+        # instead of running a second RANSAC. Where the E inliers are not planar this H fits
+        # badly and GRIC rejects it, which is the right answer.
+        H, inl_h = _refit_homography(p0, p1, inl_e, conf.ransac_threshold_px ** 2)
+    return E, inl_e, H, inl_h
+
+
+def _rotation_model(p0: np.ndarray, p1: np.ndarray, x0: np.ndarray, x1: np.ndarray,
+                    K: np.ndarray, R_e: Optional[np.ndarray], H: Optional[np.ndarray],
+                    thr2: float) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Rotation-only model (k = 3): the better start of the 5-point rotation and the rotation
+    nearest to H, refined on its inliers, scored with the translation-free homography. Returns
+    ``(R, squared transfer errors)``, or None without a start."""
+    Kinv = np.linalg.inv(K)
+    R_rot, sq_rot = None, None
+    for R in (R_e, nearest_rotation(Kinv @ H @ K).T if H is not None else None):
+        if R is not None:
+            sq = _sq_transfer(p0, p1, K @ R.T @ Kinv)
+            if sq_rot is None or capped_cost(sq, thr2) < capped_cost(sq_rot, thr2):
+                R_rot, sq_rot = R, sq
+    if R_rot is None:
+        return None
+    return refine_rotation(x0, x1, p0, p1, K, R_rot, sq_rot, thr2)
+
+
+def _score_models(res: TwoViewResult, p0: np.ndarray, p1: np.ndarray, x0: np.ndarray,
+                  x1: np.ndarray, sq_rot: np.ndarray,
+                  inliers: tuple[np.ndarray, np.ndarray, np.ndarray], focal: float,
+                  pixel_sigma: float) -> None:
+    """GRIC of the rotation, homography and essential models into ``res.gric_*``.
+
+    ``inliers``: those of the rotation, homography and essential models. GRIC is evaluated on
+    the matches that at least one model explains: gross outliers would otherwise favour the
+    model with the smaller robust cap (E) in proportion to their number."""
+    inl_rot, inl_h, inl_e = inliers
+    E, H = res.E, res.H
+    support = inl_rot | inl_h | inl_e
+    sigma = pixel_sigma
+    if E is not None and inl_e.sum() >= 8:
+        # Keypoint noise from the epipolar residuals of the most general model (MAD), so that
+        # detectors with coarse positions (ORB's pyramid) are not judged with too small a sigma.
+        r_e = np.abs(sampson_residuals(x0[inl_e], x1[inl_e], E)) * focal
+        sigma = max(sigma, 1.4826 * float(np.median(r_e)))
+    # GRIC wants the squared geometric distance in the joint (p0, p1) space: with noise in both
+    # images that is half the squared one-sided transfer error (2 sigma^2 expected for d = 2,
+    # as the Sampson distance has sigma^2 for d = 3).
+    res.gric_rot = gric(0.5 * sq_rot[support], sigma, 2, 3)
+    if H is not None:
+        res.gric_h = gric(0.5 * _sq_transfer(p0[support], p1[support], H), sigma, 2, 8)
+    if E is not None:
+        res.gric_e = gric((sampson_residuals(x0[support], x1[support], E) * focal) ** 2,
+                          sigma, 3, 5)
+
+
+def _select_model(res: TwoViewResult, conf: GeometryConfig, have_essential_pose: bool) -> str:
+    """The model of lowest GRIC among those allowed by ``conf.model_selection``; a forced
+    model is chosen over rotation-only whenever it exists."""
+    candidates = {"rotation": res.gric_rot}
+    if res.H is not None and conf.model_selection in ("gric", "homography"):
+        candidates["homography"] = res.gric_h
+    if have_essential_pose and conf.model_selection in ("gric", "essential"):
+        candidates["essential"] = res.gric_e
+    if conf.model_selection != "gric" and len(candidates) > 1:
+        candidates.pop("rotation")  # a forced model still falls back to rotation-only below
+    return min(candidates, key=candidates.get)
 
 
 def _sq_transfer(p0: np.ndarray, p1: np.ndarray, H: np.ndarray) -> np.ndarray:

