@@ -100,8 +100,8 @@ class DetectorConfig:
     """Keypoint detection and description."""
 
     name: str = setting(
-        "dkp", "detector: dkp (the project's DKPNet, the default), orb, sift, or a benchmark "
-        "peer (akaze, aliked-t16, aliked-n16, disk, xfeat; dkp_slam.features.peers)",
+        "dkp", "detector: dkp (the project's DKPNet, the default), orb, sift, a benchmark peer "
+        "(dkp_slam.features.peers) or a plug-in; any name in dkp_slam.registry.DETECTORS",
         choices=DETECTORS.choices())
     max_keypoints: int = setting(1000, "keypoint budget per frame", range=(1, 100000))
     nms_radius: int = setting(

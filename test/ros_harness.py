@@ -7,6 +7,8 @@ Importing this module skips the importing test module when rclpy cannot be impor
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -153,3 +155,24 @@ class RosHarness:
         for node in reversed(self._nodes):
             node.destroy_node()
         rclpy.shutdown(context=self.context)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> int:
+    """SIGINT (as Ctrl-C or launch does), then SIGKILL after ``timeout`` s; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def assert_cloud_equals_result(msg: Any, result: Any) -> None:
+    """A ``~/features`` PointCloud2 holds exactly a FrameResult's keypoints and descriptors."""
+    from dkp_slam.messages.pointcloud import decode_features
+
+    cloud = decode_features(msg.data, msg.fields, msg.point_step, msg.width, msg.height,
+                            msg.is_bigendian)
+    np.testing.assert_array_equal(cloud.keypoints, result.keypoints)
+    np.testing.assert_array_equal(cloud.descriptors, result.descriptors)

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import shared_data
 from installed import executable
-from ros_harness import KITTI, PARAMS_FILE, ROOT, domain_id
+from ros_harness import KITTI, PARAMS_FILE, ROOT, domain_id, stop_process
 
 from dkp_slam.bags.eval import evaluate_bag
 from dkp_slam.bags.reader import BagReader
@@ -30,16 +29,6 @@ def _start(cmd: list[str], log: Path) -> subprocess.Popen:
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), PYTHONUNBUFFERED="1")
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"),
                             stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 30) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
 
 
 def test_bag_play_node_record_eval_round_trip(tmp_path):
@@ -69,8 +58,8 @@ def test_bag_play_node_record_eval_round_trip(tmp_path):
         assert stats["subscribers_matched"] and stats["published"]["/camera/image_raw"] == N
         assert recorder.wait(timeout=120) == 0, (tmp_path / "record.log").read_text()
     finally:
-        _stop(recorder)
-        node_rc = _stop(node)
+        stop_process(recorder, 30)
+        node_rc = stop_process(node, 30)
     assert node_rc == 0, (tmp_path / "node.log").read_text()[-3000:]
     rec = json.loads((tmp_path / "record.log").read_text().strip().splitlines()[-1])
     assert rec["received"]["/ground_truth/pose"] == N and rec["received"]["/clock"] > N

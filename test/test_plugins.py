@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import shared_data
 from installed import executable
-from ros_harness import KITTI, ROOT, RosHarness, camera_info, domain_id, header, wait_for
+from ros_harness import (KITTI, ROOT, RosHarness, assert_cloud_equals_result, camera_info,
+                         domain_id, header, stop_process, wait_for)
 
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -23,7 +22,6 @@ from dkp_slam.datasets import load_kitti
 from dkp_slam.frontend import FrontEnd
 from dkp_slam.registry import DETECTORS, PLUGINS_ENV
 from dkp_slam.ros.conversions import array_to_image, stamp_to_seconds
-from dkp_slam.messages.pointcloud import decode_features
 
 TEST_DIR = Path(__file__).resolve().parent
 NAME = "shi-tomasi-orb"
@@ -70,8 +68,8 @@ def test_node_runs_the_plugin_detector(tmp_path, registered_here):
     log = tmp_path / "node.log"
     env = _env(**{PLUGINS_ENV: "plugin_detector"}, ROS_DOMAIN_ID=str(DOMAIN),
                PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([str(executable("frontend_node")), "--ros-args",
-                             "-p", f"detector.name:={NAME}", "-p", "node.qos.reliability:=reliable"],
+    proc = subprocess.Popen([str(executable("frontend_node")), "--ros-args", "-p",
+                             f"detector.name:={NAME}", "-p", "node.qos.reliability:=reliable"],
                             cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     ros = RosHarness(DOMAIN)
     try:
@@ -90,17 +88,8 @@ def test_node_runs_the_plugin_detector(tmp_path, registered_here):
 
             assert wait_for(processed, 30, period=0.5), log.read_text()[-3000:]
             ref = direct.process(image, stamp)
-            msg = features.stamped(stamp)
-            cloud = decode_features(msg.data, msg.fields, msg.point_step, msg.width,
-                                    msg.height, msg.is_bigendian)
-            np.testing.assert_array_equal(cloud.keypoints, ref.keypoints)
-            np.testing.assert_array_equal(cloud.descriptors, ref.descriptors)
+            assert_cloud_equals_result(features.stamped(stamp), ref)
     finally:
         ros.close()
-        proc.send_signal(signal.SIGINT)
-        try:
-            rc = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
+        rc = stop_process(proc)
     assert rc == 0, log.read_text()[-3000:]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -13,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import shared_data
 from installed import executable, share_file
-from ros_harness import (KITTI, ROOT, RosHarness, camera_info, domain_id,
-                          header, wait_for)
+from ros_harness import (KITTI, ROOT, RosHarness, assert_cloud_equals_result, camera_info,
+                         domain_id, header, stop_process, wait_for)
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -26,7 +25,6 @@ from dkp_slam.config import FrontEndConfig
 from dkp_slam.datasets import load_kitti
 from dkp_slam.frontend import FrontEnd
 from dkp_slam.ros.conversions import array_to_image, matrix_from_pose, stamp_to_seconds
-from dkp_slam.messages.pointcloud import decode_features
 
 NS = "/dkp_sub"
 DOMAIN = domain_id(2)
@@ -73,11 +71,7 @@ def test_console_script_with_params_file(tmp_path):
                             all(c.stamped(stamp) for c in (features, poses, odometry)), 30), \
                 log.read_text()[-3000:]
             ref = direct.process(image, stamp)
-            msg = features.stamped(stamp)
-            cloud = decode_features(msg.data, msg.fields, msg.point_step, msg.width,
-                                    msg.height, msg.is_bigendian)
-            np.testing.assert_array_equal(cloud.keypoints, ref.keypoints)
-            np.testing.assert_array_equal(cloud.descriptors, ref.descriptors)
+            assert_cloud_equals_result(features.stamped(stamp), ref)
             assert json.loads(status.last().data)["status"] == ref.status.value
             T = matrix_from_pose(poses.stamped(stamp).pose.pose)
             if ref.status.tracked:
@@ -88,12 +82,7 @@ def test_console_script_with_params_file(tmp_path):
         np.testing.assert_allclose(T_odom[:3, :3], ref.T_world_cam[:3, :3], atol=1e-2)
     finally:
         ros.close()
-        proc.send_signal(signal.SIGINT)
-        try:
-            rc = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
+        rc = stop_process(proc)
     out = log.read_text()
     assert rc == 0, out[-3000:]
     assert "Traceback" not in out, out[-3000:]

@@ -418,134 +418,235 @@ def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *
         ``time_budget``, or the signal name (``SIGINT``/``SIGTERM``).
     """
     cfg = resolve_config(config)
-    factory = model_factory or _default_factory
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, model_path = out / "last.pt", out / "model.pt"
+    requested_model = dict(cfg["model"])
+    cfg, ckpt = _resume_or_start(cfg, out, ckpt_path, resume)
+    device = _device(cfg["device"])
+    seed = _seed_everything(cfg)
+    dataset = _dataset(cfg["data"], seed)  # a missing folder fails before anything is built
+    run = _TrainingRun.build(cfg, model_factory or _default_factory, ckpt, requested_model,
+                             device, seed)
+    start, elapsed_before = run.restore(ckpt)
+    total = int(cfg["iterations"])
+    (out / "config.yaml").write_text(yaml.safe_dump(jsonable(cfg), sort_keys=False))
+    interval = _IntervalLog(_CsvLog(out / "log.csv", run.criterion.log_keys,
+                                    start if ckpt is not None else None),
+                            run.criterion.log_keys, run.optimizer, elapsed_before)
+    n_params = sum(p.numel() for p in run.net.parameters())
+    h, w = cfg["data"]["crop"]
+    print(f"training {type(run.net).__name__} ({n_params / 1e6:.3f} M parameters) on {device}: "
+          f"batch {cfg['batch_size']} x {h}x{w}, {dataset.num_images} images, "
+          f"iterations {start} -> {total}"
+          + (f", resumed from {ckpt_path}" if ckpt is not None else "")
+          + (f", {run.note}" if run.note else ""))
+    for key, wgt in run.criterion.weights.items():
+        log.debug("loss term %s weight %g", key, wgt)
 
-    ckpt = None
-    new_model = dict(cfg["model"])
+    def save(iteration: int) -> None:
+        run.save(iteration, interval.elapsed(), ckpt_path, model_path)
+
+    status, it, skipped = _train_loop(run, dataset, cfg, device, start, total, interval, save,
+                                      callback, ckpt_path)
+    interval.flush(it)
+    save(it)
+    summary = _summary(status, it, start, total, skipped, interval, device, n_params, dataset,
+                       run.net, out, ckpt_path, model_path)
+    (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
+    session_iters, session_seconds = it - start, interval.session_seconds()
+    speed = f", {session_seconds / session_iters:.3f} s/it" if session_iters else ""
+    print(f"{status}: iteration {it}/{total} ({session_iters} this session{speed}); "
+          f"checkpoint {ckpt_path}, weights {model_path}")
+    if status != "completed":
+        print(f"resume with the same command (same --output {out})")
+    return summary
+
+
+def _resume_or_start(cfg: dict, out: Path, ckpt_path: Path, resume: bool
+                     ) -> tuple[dict, Optional[dict]]:
+    """The configuration to run with and the checkpoint to continue from (or None)."""
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
         cfg, ignored = _resume_config(resolve_config(ckpt["config"]), cfg)
         if ignored:
             print(f"note: resuming {out}: using the checkpoint's values of "
                   f"{', '.join(ignored)} (only {', '.join(RUNTIME_KEYS)} can change on resume)")
-    elif ckpt_path.is_file():
+        return cfg, ckpt
+    if ckpt_path.is_file():
         print(f"note: --no-resume: starting over in {out} (the old last.pt is replaced)")
+    return cfg, None
 
-    device = _device(cfg["device"])
+
+def _seed_everything(cfg: dict) -> int:
+    """Thread count and the seeds of random, numpy and torch; returns the seed."""
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     seed = int(cfg["seed"])
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    return seed
 
-    # Data first: a missing folder fails before anything else is built.
-    d = cfg["data"]
-    dataset = HomographyPairs(d["sources"], crop=d["crop"], seed=seed,
-                              resize_max=d["resize_max"], scale_jitter=d["scale_jitter"],
-                              homography=d["homography"],
-                              photometric_strength=d["photometric_strength"],
-                              photometric_strength0=d["photometric_strength0"],
-                              min_std=d["min_std"], recursive=d["recursive"],
-                              video_step=d["video_step"])
 
-    saved_conf = None
-    if ckpt is not None:  # the architecture is the checkpoint's; only the DCN kernel may change
-        saved_conf = dict(ckpt["model_conf"])
-        if "dcn_impl" in new_model and "dcn_impl" in saved_conf:
-            saved_conf["dcn_impl"] = new_model["dcn_impl"]
-    net, note = _build_model(cfg, factory, saved_conf)
-    net.to(device).train()
-    cfg["model"] = jsonable(dict(net.conf))
-    desc_dim = int(net.conf.get("descriptor_dim", 64))
-    try:
-        criterion = SelfSupervisedLoss(cfg["loss"], descriptor_dim=desc_dim, seed=seed,
-                                       device=device).to(device)
-    except ImportError as exc:
-        raise ConfigError(f"distillation needs the teacher: {exc}") from exc
-    if cfg["scheduler"]["iterations"] is None:
-        cfg["scheduler"]["iterations"] = int(cfg["iterations"])
+def _dataset(d: dict, seed: int) -> HomographyPairs:
+    """The homographic pairs of the ``data`` section."""
+    return HomographyPairs(d["sources"], crop=d["crop"], seed=seed,
+                           resize_max=d["resize_max"], scale_jitter=d["scale_jitter"],
+                           homography=d["homography"],
+                           photometric_strength=d["photometric_strength"],
+                           photometric_strength0=d["photometric_strength0"],
+                           min_std=d["min_std"], recursive=d["recursive"],
+                           video_step=d["video_step"])
 
-    params = [p for p in list(net.parameters()) + list(criterion.parameters())
-              if p.requires_grad]
-    oc = cfg["optimizer"]
-    optimizer = torch.optim.AdamW(params, lr=float(oc["lr"]),
-                                  weight_decay=float(oc["weight_decay"]),
-                                  betas=tuple(float(b) for b in oc["betas"]))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
 
-    start, elapsed_before = 0, 0.0
-    if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
-        criterion.load_state_dict(ckpt.get("loss", {}), strict=False)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+class _TrainingRun:
+    """The network, loss, optimiser and schedule of one run, and their checkpoint."""
+
+    def __init__(self, cfg: dict, net: nn.Module, criterion: nn.Module, params: list,
+                 optimizer: torch.optim.Optimizer, scheduler: Any, note: str) -> None:
+        self.cfg, self.net, self.criterion, self.params = cfg, net, criterion, params
+        self.optimizer, self.scheduler, self.note = optimizer, scheduler, note
+
+    @classmethod
+    def build(cls, cfg: dict, factory: Callable[[dict], nn.Module], ckpt: Optional[dict],
+              requested_model: dict, device: torch.device, seed: int) -> "_TrainingRun":
+        """Build everything; a resumed run keeps the checkpoint's architecture (only the DCN
+        kernel may change to the ``requested_model``'s). Fills in ``cfg["model"]`` and the
+        schedule's length."""
+        saved_conf = None
+        if ckpt is not None:
+            saved_conf = dict(ckpt["model_conf"])
+            if "dcn_impl" in requested_model and "dcn_impl" in saved_conf:
+                saved_conf["dcn_impl"] = requested_model["dcn_impl"]
+        net, note = _build_model(cfg, factory, saved_conf)
+        net.to(device).train()
+        cfg["model"] = jsonable(dict(net.conf))
+        desc_dim = int(net.conf.get("descriptor_dim", 64))
+        try:
+            criterion = SelfSupervisedLoss(cfg["loss"], descriptor_dim=desc_dim, seed=seed,
+                                           device=device).to(device)
+        except ImportError as exc:
+            raise ConfigError(f"distillation needs the teacher: {exc}") from exc
+        if cfg["scheduler"]["iterations"] is None:
+            cfg["scheduler"]["iterations"] = int(cfg["iterations"])
+        params = [p for p in list(net.parameters()) + list(criterion.parameters())
+                  if p.requires_grad]
+        oc = cfg["optimizer"]
+        optimizer = torch.optim.AdamW(params, lr=float(oc["lr"]),
+                                      weight_decay=float(oc["weight_decay"]),
+                                      betas=tuple(float(b) for b in oc["betas"]))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+        return cls(cfg, net, criterion, params, optimizer, scheduler, note)
+
+    def restore(self, ckpt: Optional[dict]) -> tuple[int, float]:
+        """Load a checkpoint's states; returns ``(iteration, elapsed seconds)`` it had."""
+        if ckpt is None:
+            return 0, 0.0
+        self.net.load_state_dict(ckpt["model"])
+        self.criterion.load_state_dict(ckpt.get("loss", {}), strict=False)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
         _set_rng_state(ckpt["rng"])
-        start = int(ckpt["iteration"])
-        elapsed_before = float(ckpt.get("elapsed_seconds", 0.0))
+        return int(ckpt["iteration"]), float(ckpt.get("elapsed_seconds", 0.0))
 
-    total = int(cfg["iterations"])
-    batch_size = int(cfg["batch_size"])
-    (out / "config.yaml").write_text(yaml.safe_dump(jsonable(cfg), sort_keys=False))
-    columns = criterion.log_keys
-    csv_log = _CsvLog(out / "log.csv", columns, start if ckpt is not None else None)
-
-    n_params = sum(p.numel() for p in net.parameters())
-    h, w = d["crop"]
-    print(f"training {type(net).__name__} ({n_params / 1e6:.3f} M parameters) on {device}: "
-          f"batch {batch_size} x {h}x{w}, {dataset.num_images} images, "
-          f"iterations {start} -> {total}"
-          + (f", resumed from {ckpt_path}" if ckpt is not None else "")
-          + (f", {note}" if note else ""))
-    for key, wgt in criterion.weights.items():
-        log.debug("loss term %s weight %g", key, wgt)
-
-    def save(iteration: int, elapsed: float) -> None:
+    def save(self, iteration: int, elapsed: float, ckpt_path: Path, model_path: Path) -> None:
+        """``last.pt`` (everything to resume) and ``model.pt`` (the weights), atomically."""
         _atomic_save({
             "version": CHECKPOINT_VERSION,
             "iteration": iteration,
-            "config": jsonable(cfg),
-            "model": _cpu_state(net),
-            "model_conf": dict(net.conf),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "loss": criterion.state_dict(),
+            "config": jsonable(self.cfg),
+            "model": _cpu_state(self.net),
+            "model_conf": dict(self.net.conf),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "loss": self.criterion.state_dict(),
             "rng": _rng_state(),
             "elapsed_seconds": elapsed,
         }, ckpt_path)
-        _atomic_save({"conf": dict(net.conf), "state_dict": _cpu_state(net)}, model_path)
+        _atomic_save({"conf": dict(self.net.conf), "state_dict": _cpu_state(self.net)},
+                     model_path)
 
-    status = "completed"
-    stop = _StopFlag()
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    last_logs: dict[str, float] = {}
-    interval_iters, interval_start = 0, time.perf_counter()
-    session_start = time.perf_counter()
-    skipped = 0
-    it = start
-    amp = bool(cfg["amp"]) and device.type == "cuda"
-    use_cuda = device.type == "cuda"
+    def step(self, batch: dict, device: torch.device, amp: bool) -> tuple[bool, dict]:
+        """One optimisation step on a batch; returns ``(loss was finite, logs)``. A step with a
+        non-finite loss is skipped (no update), the schedule advances either way."""
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                 for k, v in batch.items()}
+        b = batch["image0"].shape[0]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            pred = self.net(torch.cat([batch["image0"], batch["image1"]]))
+        out0 = {k: v[:b] for k, v in pred.items()}
+        out1 = {k: v[b:] for k, v in pred.items()}
+        loss, logs = self.criterion(out0, out1, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            clip = float(self.cfg["optimizer"]["grad_clip"] or 0)
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, clip)
+            self.optimizer.step()
+        self.scheduler.step()
+        return finite, logs
 
-    def flush_row(iteration: int) -> None:
-        nonlocal interval_iters, interval_start, sums, counts, last_logs
-        if interval_iters == 0:
+
+class _IntervalLog:
+    """Means of the loss terms over the iterations since the last ``log.csv`` row, and the
+    clock of the session."""
+
+    def __init__(self, csv_log: "_CsvLog", columns: list, optimizer: torch.optim.Optimizer,
+                 elapsed_before: float) -> None:
+        self.csv_log, self.columns, self.optimizer = csv_log, columns, optimizer
+        self.elapsed_before = elapsed_before
+        self.session_start = self.interval_start = time.perf_counter()
+        self.iterations = 0
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.last: dict[str, float] = {}
+
+    def add(self, logs: dict) -> None:
+        self.iterations += 1
+        for k, v in logs.items():
+            v = float(v)
+            if math.isfinite(v):
+                self.sums[k] = self.sums.get(k, 0.0) + v
+                self.counts[k] = self.counts.get(k, 0) + 1
+
+    def flush(self, iteration: int) -> None:
+        """Write the row of the interval (nothing when it is empty)."""
+        if self.iterations == 0:
             return
         now = time.perf_counter()
-        means = {k: sums[k] / counts[k] if counts.get(k) else float("nan") for k in columns}
-        row = {"iteration": iteration, **means, "lr": optimizer.param_groups[0]["lr"],
-               "seconds": round(elapsed_before + now - session_start, 3),
-               "it_s": interval_iters / max(now - interval_start, 1e-9)}
-        csv_log.write(row)
-        last_logs = {**means, "it_s": row["it_s"]}
-        sums, counts = {}, {}
-        interval_iters, interval_start = 0, now
+        means = {k: self.sums[k] / self.counts[k] if self.counts.get(k) else float("nan")
+                 for k in self.columns}
+        row = {"iteration": iteration, **means, "lr": self.optimizer.param_groups[0]["lr"],
+               "seconds": round(self.elapsed_before + now - self.session_start, 3),
+               "it_s": self.iterations / max(now - self.interval_start, 1e-9)}
+        self.csv_log.write(row)
+        self.last = {**means, "it_s": row["it_s"]}
+        self.sums, self.counts = {}, {}
+        self.iterations, self.interval_start = 0, now
 
-    loader = None
-    pbar = None
+    def session_seconds(self) -> float:
+        return time.perf_counter() - self.session_start
+
+    def elapsed(self) -> float:
+        """Training seconds over all sessions of the run."""
+        return self.elapsed_before + self.session_seconds()
+
+
+def _train_loop(run: _TrainingRun, dataset: HomographyPairs, cfg: dict, device: torch.device,
+                start: int, total: int, interval: _IntervalLog, save: Callable[[int], None],
+                callback: Optional[Callable[[int, dict], None]], ckpt_path: Path
+                ) -> tuple[str, int, int]:
+    """Iterations ``start`` -> ``total`` until done, the time budget, or SIGINT / SIGTERM;
+    returns ``(status, iteration reached, skipped steps)``."""
+    d = cfg["data"]
+    batch_size = int(cfg["batch_size"])
+    amp = bool(cfg["amp"]) and device.type == "cuda"
+    status, it, skipped = "completed", start, 0
+    stop = _StopFlag()
+    loader = pbar = None
     stop.install()
     try:
         if it < total:
@@ -553,7 +654,7 @@ def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *
                                 sampler=range(start * batch_size, total * batch_size),
                                 num_workers=int(d["num_workers"]),
                                 worker_init_fn=worker_init if d["num_workers"] else None,
-                                pin_memory=use_cuda, drop_last=False)
+                                pin_memory=device.type == "cuda", drop_last=False)
             from tqdm.auto import tqdm
 
             pbar = tqdm(total=total, initial=start, disable=not cfg["progress"],
@@ -563,54 +664,34 @@ def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *
             if stop.reason:
                 status = stop.reason
                 break
-            if cfg["max_minutes"] and time.perf_counter() - session_start >= 60 * float(
+            if cfg["max_minutes"] and interval.session_seconds() >= 60 * float(
                     cfg["max_minutes"]):
                 status = "time_budget"
                 break
-            batch = next(batches)
-            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                     for k, v in batch.items()}
-            b = batch["image0"].shape[0]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                pred = net(torch.cat([batch["image0"], batch["image1"]]))
-            out0 = {k: v[:b] for k, v in pred.items()}
-            out1 = {k: v[b:] for k, v in pred.items()}
-            loss, logs = criterion(out0, out1, batch)
-            optimizer.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
-                loss.backward()
-                if float(oc["grad_clip"] or 0) > 0:
-                    torch.nn.utils.clip_grad_norm_(params, float(oc["grad_clip"]))
-                optimizer.step()
-            else:
+            finite, logs = run.step(next(batches), device, amp)
+            if not finite:
                 skipped += 1
                 log.warning("iteration %d: non-finite loss, step skipped", it + 1)
                 if skipped >= 20 and skipped == it + 1 - start:
                     raise RuntimeError("the loss is not finite; lower optimizer.lr")
-            scheduler.step()
             it += 1
-            interval_iters += 1
-            for k, v in logs.items():
-                v = float(v)
-                if math.isfinite(v):
-                    sums[k] = sums.get(k, 0.0) + v
-                    counts[k] = counts.get(k, 0) + 1
+            interval.add(logs)
             if pbar is not None:
                 pbar.update(1)
                 if it % 10 == 0 or it == total:
                     pbar.set_postfix(loss=f"{float(logs['loss']):.3f}", refresh=False)
             if it % int(cfg["log_every"]) == 0:
-                flush_row(it)
+                interval.flush(it)
                 if it % int(cfg["print_every"]) == 0 or it == int(cfg["log_every"]):
-                    _print_line(it, total, last_logs, optimizer.param_groups[0]["lr"], pbar)
+                    _print_line(it, total, interval.last,
+                                run.optimizer.param_groups[0]["lr"], pbar)
             if it % int(cfg["checkpoint_every"]) == 0 and it < total:
-                save(it, elapsed_before + time.perf_counter() - session_start)
+                save(it)
             if callback is not None:
                 callback(it, logs)
         if stop.reason and status == "completed" and it < total:
             status = stop.reason
     except KeyboardInterrupt:
-        status = "aborted"
         print(f"aborted at iteration {it} without saving; {ckpt_path} holds the last "
               "checkpoint", file=sys.stderr)
         raise
@@ -619,13 +700,16 @@ def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *
         if pbar is not None:
             pbar.close()
         del loader
+    return status, it, skipped
 
-    flush_row(it)
-    session_seconds = time.perf_counter() - session_start
-    elapsed = elapsed_before + session_seconds
-    save(it, elapsed)
-    session_iters = it - start
-    summary = {
+
+def _summary(status: str, it: int, start: int, total: int, skipped: int,
+             interval: _IntervalLog, device: torch.device, n_params: int,
+             dataset: HomographyPairs, net: nn.Module, out: Path, ckpt_path: Path,
+             model_path: Path) -> dict:
+    """The run summary of ``summary.json``."""
+    session_iters, session_seconds = it - start, interval.session_seconds()
+    return {
         "status": status,
         "iteration": it,
         "iterations": total,
@@ -633,9 +717,9 @@ def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *
         "session_seconds": round(session_seconds, 3),
         "it_per_s": session_iters / session_seconds if session_iters else None,
         "s_per_it": session_seconds / session_iters if session_iters else None,
-        "elapsed_seconds": round(elapsed, 3),
+        "elapsed_seconds": round(interval.elapsed(), 3),
         "skipped_steps": skipped,
-        "last": last_logs,
+        "last": interval.last,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})"
                                  if device.type == "cuda" else ""),
         "torch": torch.__version__,
@@ -648,13 +732,6 @@ def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *
         "log": str(out / "log.csv"),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
-    speed = f", {session_seconds / session_iters:.3f} s/it" if session_iters else ""
-    print(f"{status}: iteration {it}/{total} ({session_iters} this session{speed}); "
-          f"checkpoint {ckpt_path}, weights {model_path}")
-    if status != "completed":
-        print(f"resume with the same command (same --output {out})")
-    return summary
 
 
 def _print_line(it: int, total: int, logs: dict, lr: float, pbar) -> None:
