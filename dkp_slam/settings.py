@@ -1,8 +1,8 @@
 """Configuration fields that carry their own description, allowed values and run-time policy.
 
-Every leaf of a configuration dataclass (the front-end's :class:`dkp_slam.config.FrontEndConfig`,
-the node's :class:`dkp_slam.interface.NodeConfig`, the training configuration) is declared
-with :func:`setting`, which stores that information in the field's ``metadata``
+Every leaf of a configuration dataclass (the front-end's :class:`dkp_slam.config.FrontEndConfig`
+and the node's :class:`dkp_slam.interface.NodeConfig`; the training configuration is still a
+checked dict, see :mod:`dkp_slam.training.trainer`) is declared with :func:`setting`, which stores that information in the field's ``metadata``
 (:func:`dataclasses.field`). Everything that needs it reads it from there:
 
 - validation (:func:`why_invalid`, used by ``FrontEndConfig.validate`` and the node's
