@@ -29,8 +29,8 @@ from pathlib import Path
 from ..registry import SEQUENCE_FORMATS
 from ..sequence import Sequence
 from . import video, kitti, tum, euroc, images  # noqa: F401  (register, in recognition order)
-from .calibration import (TUM_CALIBRATIONS, load_calibration, load_camera_yaml,
-                          load_euroc_camera, load_kalibr_camchain, tum_camera_from_name)
+from .calibration import (TUM_CALIBRATIONS, load_calibration, load_camera_yaml, load_euroc_camera,
+                          load_kalibr_camchain, tum_camera_from_name)
 from .common import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, PathLike, SequenceFormat,
                      associate_nearest, list_images, natural_sort_key, read_image)
 from .euroc import load_euroc

@@ -11,8 +11,7 @@ from typing import Optional
 import numpy as np
 
 from ..camera import Camera
-from .common import (PathLike, _load_yaml, _yaml_matrix)
-
+from .common import PathLike, _load_yaml, _yaml_matrix, require
 
 #: Published TUM RGB-D calibrations of the RGB camera (fx, fy, cx, cy, d0..d4 = k1 k2 p1 p2 k3).
 TUM_CALIBRATIONS: dict[int, tuple[float, float, float, float, tuple[float, ...]]] = {
@@ -143,8 +142,7 @@ def load_calibration(path: PathLike, cam: Optional[str] = None
         ValueError: no known layout, or unusable values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"calibration file not found: {path}")
+    require(path, "calibration file")
     d = _load_yaml(path)
     if any(isinstance(v, dict) and "intrinsics" in v for v in d.values()):
         return load_kalibr_camchain(path, cam)

@@ -160,6 +160,14 @@ def list_images(folder: PathLike) -> list[Path]:
     return sorted(files, key=lambda p: natural_sort_key(p.name))
 
 
+def require(path: Path, what: str, folder: bool = False) -> Path:
+    """``path`` if it is an existing file (``folder``: directory); else FileNotFoundError
+    ``"<what> not found: <path>"``."""
+    if not (path.is_dir() if folder else path.is_file()):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path
+
+
 @dataclass(frozen=True)
 class SequenceFormat:
     """A sequence format :func:`dkp_slam.datasets.open_sequence` can recognise.

@@ -8,9 +8,9 @@ import numpy as np
 
 from ..registry import SEQUENCE_FORMATS
 from ..sequence import Sequence
-from .common import (PathLike, SequenceFormat, _file_loader)
 from .calibration import load_euroc_camera
-from .trajectory import (_read_euroc_csv, interpolate_poses, load_euroc_groundtruth)
+from .common import PathLike, SequenceFormat, _file_loader, require
+from .trajectory import _read_euroc_csv, interpolate_poses, load_euroc_groundtruth
 
 
 def load_euroc(path: PathLike, cam: str = "cam0", max_dt: float = 0.02) -> Sequence:
@@ -32,17 +32,14 @@ def load_euroc(path: PathLike, cam: str = "cam0", max_dt: float = 0.02) -> Seque
         ValueError: malformed files.
     """
     root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"EuRoC sequence folder not found: {root}")
+    require(root, "EuRoC sequence folder", folder=True)
     mav0 = root if root.name == "mav0" and not (root / "mav0").is_dir() else root / "mav0"
     seq_root = mav0.parent
     cam_dir = mav0 / cam
     csv_path = cam_dir / "data.csv"
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"EuRoC image list not found: {csv_path}")
+    require(csv_path, "EuRoC image list")
     yaml_path = cam_dir / "sensor.yaml"
-    if not yaml_path.is_file():
-        raise FileNotFoundError(f"EuRoC camera description not found: {yaml_path}")
+    require(yaml_path, "EuRoC camera description")
     ns, rest = _read_euroc_csv(csv_path)
     if len(ns) == 0:
         raise ValueError(f"{csv_path} lists no images")

@@ -9,11 +9,9 @@ import numpy as np
 
 from ..registry import SEQUENCE_FORMATS
 from ..sequence import Sequence
-from .common import (IMAGE_EXTENSIONS, PathLike, SequenceFormat, _file_loader,
-                     _read_float_lines,
-                     list_images)
 from .calibration import _CAMERA_YAML_NAMES, load_camera_yaml
-
+from .common import (IMAGE_EXTENSIONS, PathLike, SequenceFormat, _file_loader, _read_float_lines,
+                     list_images, require)
 
 _TIMES_NAMES = ("times.txt", "timestamps.txt")
 
@@ -31,8 +29,7 @@ def load_image_folder(path: PathLike, fps: float = 10.0, name: Optional[str] = N
         ValueError: no image files, or a timestamp file whose length does not match.
     """
     folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
+    require(folder, "image folder", folder=True)
     files = list_images(folder)
     if not files:
         raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")

@@ -11,11 +11,9 @@ import numpy as np
 from ..camera import Camera
 from ..registry import SEQUENCE_FORMATS
 from ..sequence import Sequence
-from .common import (PathLike, SequenceFormat, _file_loader,
-                     _image_size, _read_float_lines,
-                     list_images)
+from .common import (PathLike, SequenceFormat, _file_loader, _image_size, _read_float_lines,
+                     list_images, require)
 from .trajectory import _kitti_poses
-
 
 _KITTI_CAMERAS = ("image_0", "image_2")
 
@@ -65,13 +63,11 @@ def load_kitti(path: PathLike, camera: str = "image_0",
         ValueError: files that do not fit each other.
     """
     root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"KITTI sequence folder not found: {root}")
+    require(root, "KITTI sequence folder", folder=True)
     if camera not in _KITTI_CAMERAS:
         raise ValueError(f"camera must be one of {_KITTI_CAMERAS}, got {camera!r}")
     img_dir = root / camera
-    if not img_dir.is_dir():
-        raise FileNotFoundError(f"KITTI image folder not found: {img_dir}")
+    require(img_dir, "KITTI image folder", folder=True)
     files = [p for p in list_images(img_dir) if p.suffix.lower() == ".png"]
     if not files:
         raise ValueError(f"no PNG images in {img_dir}")
@@ -82,14 +78,12 @@ def load_kitti(path: PathLike, camera: str = "image_0",
         frame_ids = np.arange(n, dtype=np.int64)
 
     times_path = root / "times.txt"
-    if not times_path.is_file():
-        raise FileNotFoundError(f"KITTI times file not found: {times_path}")
+    require(times_path, "KITTI times file")
     times = _read_float_lines(times_path)
     stamps = _index_rows(times, frame_ids, "timestamp", times_path)[:, 0].copy()
 
     calib_path = root / "calib.txt"
-    if not calib_path.is_file():
-        raise FileNotFoundError(f"KITTI calibration file not found: {calib_path}")
+    require(calib_path, "KITTI calibration file")
     pkey = "P" + camera[-1]
     calib = _read_kitti_calib(calib_path)
     if pkey not in calib or calib[pkey].size != 12:

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence as Seq
+from typing import Optional
+from typing import Sequence as Seq
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from .common import (PathLike, _nan_poses, _pose_matrices, _read_float_lines)
+from .common import PathLike, _nan_poses, _pose_matrices, _read_float_lines, require
 
 
 def _kitti_poses(rows: np.ndarray) -> np.ndarray:
@@ -45,8 +46,7 @@ def load_tum_trajectory(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
         ValueError: a line does not have 8 numbers.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"trajectory file not found: {path}")
+    require(path, "trajectory file")
     rows = _read_float_lines(path)
     if rows.shape[0] == 0:
         return np.zeros(0), np.zeros((0, 4, 4))
@@ -156,8 +156,7 @@ def load_trajectory(path: PathLike) -> tuple[Optional[np.ndarray], np.ndarray, s
         ValueError: an unrecognised layout.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"trajectory file not found: {path}")
+    require(path, "trajectory file")
     first = next((ln.strip() for ln in path.read_text().splitlines()
                   if ln.strip() and not ln.lstrip().startswith("#")), "")
     if "," in first:

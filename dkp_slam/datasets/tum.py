@@ -8,9 +8,9 @@ import numpy as np
 
 from ..registry import SEQUENCE_FORMATS
 from ..sequence import Sequence
-from .common import (PathLike, SequenceFormat, _file_loader,
-                     _image_size, _nan_poses, associate_nearest)
 from .calibration import tum_camera_from_name
+from .common import (PathLike, SequenceFormat, _file_loader, _image_size, _nan_poses,
+                     associate_nearest, require)
 from .trajectory import load_tum_trajectory
 
 
@@ -46,11 +46,9 @@ def load_tum(path: PathLike, max_dt: float = 0.02) -> Sequence:
         ValueError: ``rgb.txt`` lists no images or cannot be parsed.
     """
     root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"TUM sequence folder not found: {root}")
+    require(root, "TUM sequence folder", folder=True)
     list_path = root / "rgb.txt"
-    if not list_path.is_file():
-        raise FileNotFoundError(f"TUM image list not found: {list_path}")
+    require(list_path, "TUM image list")
     stamps, names = _read_tum_list(list_path)
     if not names:
         raise ValueError(f"{list_path} lists no images")

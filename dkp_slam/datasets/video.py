@@ -11,7 +11,7 @@ import numpy as np
 
 from ..registry import SEQUENCE_FORMATS
 from ..sequence import Sequence
-from .common import (VIDEO_EXTENSIONS, PathLike, SequenceFormat)
+from .common import VIDEO_EXTENSIONS, PathLike, SequenceFormat, require
 
 
 class _VideoReader:
@@ -91,8 +91,7 @@ def load_video(path: PathLike, fps: float = 10.0, exact_stamps: bool = False,
         ValueError: the video has no frames.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video file not found: {path}")
+    require(path, "video file")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise IOError(f"cannot open video {path} with OpenCV (codec or backend missing?)")
