@@ -77,7 +77,7 @@ class DkpConfig:
                                   range=(1.05, 4.0))
     backend: str = setting(
         "torch", "inference backend (dkp_slam.model.backends; falls back tensorrt -> "
-        "onnxruntime -> torch)", choices=BACKENDS.choices())
+        "onnxruntime -> torch)", choices=BACKENDS.names)
     precision: str = setting(
         "auto", "auto (fp16 for tensorrt, fp32 otherwise), fp32 or fp16 (CUDA only; deformable "
         "sampling stays fp32)", choices=("auto", "fp32", "fp16"))
@@ -102,7 +102,7 @@ class DetectorConfig:
     name: str = setting(
         "dkp", "detector: dkp (the project's DKPNet, the default), orb, sift, a benchmark peer "
         "(dkp_slam.features.peers) or a plug-in; any name in dkp_slam.registry.DETECTORS",
-        choices=DETECTORS.choices())
+        choices=DETECTORS.names)
     max_keypoints: int = setting(1000, "keypoint budget per frame", range=(1, 100000))
     nms_radius: int = setting(
         0, "extra non-maximum suppression radius in pixels over the detector's own (0 disables; "

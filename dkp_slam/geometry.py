@@ -15,7 +15,6 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-
 from .config import GeometryConfig
 
 _RANSAC_FLAGS = {
@@ -84,9 +83,11 @@ def find_homography(p0: np.ndarray, p1: np.ndarray, conf: GeometryConfig
     return H / H[2, 2] if abs(H[2, 2]) > 1e-12 else H, m.ravel().astype(bool)
 
 
-def find_essential(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, conf: GeometryConfig
+def find_essential(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, conf: GeometryConfig,
+                   normalised: Optional[tuple[np.ndarray, np.ndarray]] = None
                    ) -> tuple[Optional[np.ndarray], np.ndarray]:
     """RANSAC essential matrix from undistorted pixels; returns (E or None, inlier mask).
+    ``normalised``: ``(to_normalised(p0, K), to_normalised(p1, K))`` when the caller has them.
 
     The model OpenCV returns is refined on all its inliers by :func:`polish_essential`, on every
     OpenCV version and RANSAC method: OpenCV 4.5 / 4.6 have no final polishing step, OpenCV >= 4.7
@@ -101,7 +102,9 @@ def find_essential(p0: np.ndarray, p1: np.ndarray, K: np.ndarray, conf: Geometry
     if E is None or m is None or E.shape != (3, 3) or not np.all(np.isfinite(E)):
         return None, mask  # OpenCV may stack several solutions when RANSAC is skipped
     inliers = m.ravel().astype(bool)
-    E, inliers = polish_essential(E, to_normalised(p0, K), to_normalised(p1, K), inliers,
+    x0, x1 = normalised if normalised is not None else (to_normalised(p0, K),
+                                                         to_normalised(p1, K))
+    E, inliers = polish_essential(E, x0, x1, inliers,
                                   conf.ransac_threshold_px / (0.5 * (K[0, 0] + K[1, 1])))
     return E, inliers
 
@@ -481,12 +484,12 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     x0, x1 = to_normalised(p0, K), to_normalised(p1, K)
     thr2 = (2.0 * conf.ransac_threshold_px) ** 2  # inlier bound for the rotation model
 
-    E, inl_e, H, inl_h = _fit_essential_and_homography(p0, p1, K, conf)
+    E, inl_e, H, inl_h = _fit_essential_and_homography(p0, p1, x0, x1, K, conf)
     res.E, res.H = E, H
     R_e = t_e = None
     if E is not None:
         R_e, t_e, inl_e = recover_pose(E, x0, x1, inl_e)
-    rotation = _rotation_model(p0, p1, x0, x1, K, R_e, H, thr2)
+    rotation = _rotation_model(p0, p1, x0, x1, K, Kinv, R_e, H, thr2)
     if rotation is None:
         return res
     R_rot, sq_rot = rotation
@@ -500,7 +503,8 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     H_rot = K @ R_rot.T @ Kinv
     if model == "homography":
         # The flow H adds to the rotation alone: its translation part, free of keypoint noise.
-        parallax = _median_flow(apply_homography(H, p0[inliers]), apply_homography(H_rot, p0[inliers]))
+        parallax = _median_flow(apply_homography(H, p0[inliers]),
+                                apply_homography(H_rot, p0[inliers]))
     else:
         parallax = _median_flow(p1[inliers], apply_homography(H_rot, p0[inliers]))
     res.parallax_px, res.inliers = parallax, inliers
@@ -518,15 +522,15 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     return res
 
 
-def _fit_essential_and_homography(p0: np.ndarray, p1: np.ndarray, K: np.ndarray,
-                                  conf: GeometryConfig
+def _fit_essential_and_homography(p0: np.ndarray, p1: np.ndarray, x0: np.ndarray,
+                                  x1: np.ndarray, K: np.ndarray, conf: GeometryConfig
                                   ) -> tuple[Optional[np.ndarray], np.ndarray,
                                              Optional[np.ndarray], np.ndarray]:
     """``(E, E inliers, H, H inliers)``: E by RANSAC unless a homography is forced; H by RANSAC
     without an E, else fitted to the E inliers."""
     E, inl_e = (None, np.zeros(len(p0), dtype=bool))
     if conf.model_selection != "homography":
-        E, inl_e = find_essential(p0, p1, K, conf)
+        E, inl_e = find_essential(p0, p1, K, conf, (x0, x1))
     if E is None or conf.model_selection == "homography":
         H, inl_h = find_homography(p0, p1, conf)
     else:
@@ -539,12 +543,12 @@ def _fit_essential_and_homography(p0: np.ndarray, p1: np.ndarray, K: np.ndarray,
 
 
 def _rotation_model(p0: np.ndarray, p1: np.ndarray, x0: np.ndarray, x1: np.ndarray,
-                    K: np.ndarray, R_e: Optional[np.ndarray], H: Optional[np.ndarray],
-                    thr2: float) -> Optional[tuple[np.ndarray, np.ndarray]]:
+                    K: np.ndarray, Kinv: np.ndarray, R_e: Optional[np.ndarray],
+                    H: Optional[np.ndarray], thr2: float
+                    ) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """Rotation-only model (k = 3): the better start of the 5-point rotation and the rotation
     nearest to H, refined on its inliers, scored with the translation-free homography. Returns
     ``(R, squared transfer errors)``, or None without a start."""
-    Kinv = np.linalg.inv(K)
     R_rot, sq_rot = None, None
     for R in (R_e, nearest_rotation(Kinv @ H @ K).T if H is not None else None):
         if R is not None:

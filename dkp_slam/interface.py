@@ -136,11 +136,13 @@ class NodeConfig:
     @classmethod
     def from_flat(cls, params: dict[str, Any]) -> "NodeConfig":
         """Build from ``node.*`` values (other keys ignored); raise :class:`ConfigError`."""
-        conf = cls()
+        conf, table = cls(), specs(cls, NODE_PREFIX)
         for key, value in params.items():
             if not key.startswith(NODE_PREFIX):
                 continue
-            reason = check_parameter(key, value)
+            if key not in table:
+                raise ConfigError(f"unknown parameter {key!r}")
+            reason = table[key].why_invalid(value)
             if reason:
                 raise ConfigError(f"{key}={value!r}: {reason}")
             *parents, leaf = key[len(NODE_PREFIX):].split(".")
@@ -160,13 +162,13 @@ def parameter_specs() -> list[Spec]:
     suffix = {REBUILD: " [run-time change rebuilds the front-end: tracking restarts]",
               RUNTIME: " [changeable at run time]", READ_ONLY: " [read-only: set at start-up]"}
     return [dataclasses.replace(spec, description=f"{spec.description}.{suffix[spec.policy]}")
-            for spec in {**specs(FrontEndConfig), **specs(NodeConfig, NODE_PREFIX)}.values()]
+            for spec in _all_specs().values()]
 
 
 def parameter_table() -> str:
     """The table of every node parameter in docs/ROS.md (``python -m dkp_slam.interface``
     prints it; a test checks that the docs hold this very text)."""
-    return markdown_table({**specs(FrontEndConfig), **specs(NodeConfig, NODE_PREFIX)})
+    return markdown_table(_all_specs())
 
 
 def parameter_policy(name: str) -> str:
@@ -179,11 +181,14 @@ def check_parameter(name: str, value: Any) -> Optional[str]:
     return _spec(name).why_invalid(value)
 
 
+def _all_specs() -> dict[str, Spec]:
+    """The core's specs, then ``node.*``'s, by parameter name."""
+    return {**specs(FrontEndConfig), **specs(NodeConfig, NODE_PREFIX)}
+
+
 def _spec(name: str) -> Spec:
-    table = specs(NodeConfig, NODE_PREFIX) if name.startswith(NODE_PREFIX) else \
-        specs(FrontEndConfig)
     try:
-        return table[name]
+        return _all_specs()[name]
     except KeyError:
         raise ConfigError(f"unknown parameter {name!r}") from None
 
@@ -206,5 +211,6 @@ def camera_from_parameters(conf: CameraParamsConfig) -> Camera:
 if __name__ == "__main__":
     print(parameter_table(), end="")
 
-__all__ = ["NodeConfig", "Spec", "parameter_specs", "parameter_table", "check_parameter", "parameter_policy",
-           "camera_from_parameters", "NODE_NAME", "RUNTIME", "REBUILD", "READ_ONLY"]
+__all__ = ["NodeConfig", "Spec", "parameter_specs", "parameter_table", "check_parameter",
+           "parameter_policy", "camera_from_parameters", "NODE_NAME", "RUNTIME", "REBUILD",
+           "READ_ONLY"]

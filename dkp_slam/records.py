@@ -9,7 +9,7 @@ keypoints or descriptors): ``dkp-slam run`` and ``bag-eval`` collect one per fra
 ``~/status`` JSON, version :data:`STATUS_VERSION` (docs/ROS.md, "~/status"): one flat object
 with ``schema`` (:data:`STATUS_SCHEMA`), ``version``, ``status`` (a :class:`NodeStatus`),
 ``message``, ``stamp`` (image time in s, or null), the node's counters, and for a processed
-frame the keys of :data:`FRAME_JSON_KEYS` plus ``frame_id`` and ``latency_ms``. NaN is written
+frame the keys of :meth:`FrameRecord.to_json` plus ``frame_id`` and ``latency_ms``. NaN is written
 as null. A message without ``schema`` is the version 0 layout of recordings made before the
 version field existed: the same keys, read the same way.
 """
@@ -27,6 +27,9 @@ from .tracking import TrackingStatus
 
 STATUS_SCHEMA = "dkp_slam/status"
 STATUS_VERSION = 1
+
+
+_TRACKING_VALUES = frozenset(s.value for s in TrackingStatus)
 
 
 class NodeStatus(str, Enum):
@@ -48,7 +51,7 @@ class NodeStatus(str, Enum):
 
     @property
     def frame_processed(self) -> bool:
-        return self.value in TrackingStatus._value2member_map_
+        return self.value in _TRACKING_VALUES
 
 
 @dataclass
@@ -124,19 +127,13 @@ class FrameRecord:
             sequence_index=sequence_index)
 
     def to_json(self) -> dict[str, Any]:
-        """The frame's keys of the ``~/status`` JSON (:data:`FRAME_JSON_KEYS`; no poses)."""
+        """The frame's keys of the ``~/status`` JSON (no poses: those are on the pose topics)."""
         return {"index": self.index, "status": self.status.value, "message": self.message,
                 "tracked": self.tracked, "model": self.model, "keypoints": self.keypoints,
                 "matches": self.matches, "inliers": self.inliers,
                 "inlier_ratio": self.inlier_ratio, "parallax_px": self.parallax_px,
                 "reference_index": self.reference_index, "reference_stamp": self.reference_stamp,
                 "is_keyframe": self.is_keyframe, "timings_ms": dict(self.timings)}
-
-
-#: Keys a processed frame adds to the ``~/status`` JSON (besides ``stamp``).
-FRAME_JSON_KEYS = ("index", "status", "message", "tracked", "model", "keypoints", "matches",
-                   "inliers", "inlier_ratio", "parallax_px", "reference_index",
-                   "reference_stamp", "is_keyframe", "timings_ms")
 
 
 class StatusFormatError(ValueError):
@@ -198,9 +195,9 @@ class StatusReport:
         """
         if not isinstance(data, dict):
             raise StatusFormatError(f"~/status: expected a JSON object, got {type(data).__name__}")
-        version = data.get("version", 0) if data.get("schema", STATUS_SCHEMA) == STATUS_SCHEMA \
-            else -1
-        if version not in (0, STATUS_VERSION):
+        version = data.get("version", 0)  # no "schema" nor "version": recorded before them
+        if data.get("schema", STATUS_SCHEMA) != STATUS_SCHEMA or version not in (0,
+                                                                                STATUS_VERSION):
             raise StatusFormatError(f"~/status: schema {data.get('schema')!r} version "
                                     f"{data.get('version')!r} is not readable here "
                                     f"(version {STATUS_VERSION} of {STATUS_SCHEMA})")
@@ -236,5 +233,5 @@ def _number(value: Any, default: Any) -> Any:
     return float(value)
 
 
-__all__ = ["FrameRecord", "StatusReport", "NodeStatus", "StatusFormatError", "FRAME_JSON_KEYS",
+__all__ = ["FrameRecord", "StatusReport", "NodeStatus", "StatusFormatError",
            "STATUS_SCHEMA", "STATUS_VERSION"]

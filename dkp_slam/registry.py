@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 from importlib import metadata
-from typing import Callable, Generic, Iterator, Optional, TypeVar
+from typing import Generic, Iterator, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -95,9 +95,6 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
-    def __len__(self) -> int:
-        return len(self.names())
-
     def items(self) -> Iterator[tuple[str, T]]:
         self._load()
         return iter(list(self._items.items()))
@@ -105,10 +102,6 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         self._load()
         return name in self._items
-
-    def choices(self) -> Callable[[], tuple[str, ...]]:
-        """For :func:`dkp_slam.settings.setting`'s ``choices``: the names at check time."""
-        return self.names
 
 
 #: Keypoint detectors: ``name -> Detector subclass`` (:mod:`dkp_slam.features`).

@@ -16,8 +16,7 @@ from tqdm import tqdm
 
 from .config import FrontEndConfig
 from .datasets import write_tum_trajectory
-from .evaluation import (gt_scaled_trajectory, relative_pose_errors,
-                         summarize)
+from .evaluation import gt_scaled_trajectory, relative_pose_errors, summarize
 from .frontend import FrontEnd
 from .image import ImageError
 from .jsonable import jsonable

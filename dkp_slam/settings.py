@@ -2,8 +2,9 @@
 
 Every leaf of a configuration dataclass (the front-end's :class:`dkp_slam.config.FrontEndConfig`
 and the node's :class:`dkp_slam.interface.NodeConfig`; the training configuration is still a
-checked dict, see :mod:`dkp_slam.training.trainer`) is declared with :func:`setting`, which stores that information in the field's ``metadata``
-(:func:`dataclasses.field`). Everything that needs it reads it from there:
+checked dict, see :mod:`dkp_slam.training.trainer`) is declared with :func:`setting`, which
+stores that information in the field's ``metadata`` (:func:`dataclasses.field`). Everything
+that needs it reads it from there:
 
 - validation (:func:`why_invalid`, used by ``FrontEndConfig.validate`` and the node's
   parameter callback),
@@ -12,7 +13,7 @@ checked dict, see :mod:`dkp_slam.training.trainer`) is declared with :func:`sett
 - the CLI's ``--set KEY=VALUE`` (the dotted key is a path through the dataclasses) and the
   parameter tables of the docs (:func:`markdown_table`).
 
-A detector, backend or sequence format adds its own section or choices in its own module; a
+A detector, backend or sequence format registers itself in its own module, and a
 field's ``choices`` may be a callable that asks a registry (:mod:`dkp_slam.registry`) for
 the names registered at the time of the check.
 

@@ -382,7 +382,8 @@ def test_homography_decomposition_is_chosen_by_visibility_alone() -> None:
 
 
 def test_polish_essential_reaches_the_noise_floor() -> None:
-    """The polishing step of find_essential lowers the Sampson cost of a perturbed E to that of the true one and recovers the true inliers."""
+    """The polishing step of find_essential lowers the Sampson cost of a perturbed E to that of
+    the true one and recovers the true inliers."""
     p0, p1, _, inl_true = make_scene(R_GEN, T_GEN, noise=0.5, outliers=0.15, seed=1)
     x0, x1 = to_normalised(p0, K), to_normalised(p1, K)
     R10, t10 = R_GEN.T, -R_GEN.T @ T_GEN  # x1 ~ R10 x0 + t10

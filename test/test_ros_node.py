@@ -468,6 +468,7 @@ def test_status_messages_follow_the_documented_schema(ros, kitti):
         status = ros.subscribe(String, f"{ns}/frontend/status")
         pub = ros.publisher(Image, f"{ns}/image")
         info_pub = ros.publisher(CameraInfo, f"{ns}/camera_info")
+        assert wait_for(lambda: status.subscription.get_publisher_count() > 0, 10)
         pub.publish(array_to_image(images[0], header(float(seq.stamps[0])), "mono8"))
         assert wait_for(lambda: len(status) >= 1, 10)
         info_pub.publish(camera_info(seq.camera))

@@ -521,7 +521,8 @@ def _record(index: int, stamp: float, status: str, ref: int, T_ref_cur: np.ndarr
             T_world_cam: np.ndarray, report: Optional[StatusReport] = None) -> FrameRecord:
     """The :class:`FrameRecord` of a node output: counts and timings from its status report
     (when recorded), pose and reference from the pose topics."""
-    base = report.frame if report is not None else FrameRecord(index, stamp, status, model="")
+    base = report.frame if report is not None else FrameRecord(index, stamp,
+                                                               TrackingStatus(status), model="")
     return dataclasses.replace(base, index=index, sequence_index=index, stamp=stamp,
                                status=TrackingStatus(status), reference_index=ref,
                                R=T_ref_cur[:3, :3].copy(), t=T_ref_cur[:3, 3].copy(),

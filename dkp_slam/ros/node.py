@@ -59,7 +59,7 @@ from ..interface import (CAMERA_INFO_TOPIC, COMPRESSED_IMAGE_TOPIC, DEBUG_IMAGE_
                         DIAGNOSTICS_TOPIC, FEATURES_TOPIC, IMAGE_TOPIC, NODE_NAME, NODE_PREFIX,
                         ODOMETRY_TOPIC, REBUILD, RELATIVE_POSE_TOPIC, RESET_SERVICE,
                         STATUS_TOPIC, NodeConfig, Spec, camera_from_parameters,
-                        check_parameter, parameter_policy, parameter_specs)
+                        parameter_specs)
 from ..odometry import OdometryChain
 from ..runtime import LatestSlot, NodeStats, SequenceGaps
 
@@ -212,7 +212,7 @@ class FrontEndNode(Node):
             raise ConfigError(f"unknown parameters {unknown}; see `ros2 param list` or "
                               f"docs/ROS.md for the known ones")
         for name, value in values.items():
-            reason = check_parameter(name, value)
+            reason = self._specs[name].why_invalid(value)
             if reason:
                 raise ConfigError(f"{name}={value!r}: {reason}")
         return values
@@ -223,7 +223,7 @@ class FrontEndNode(Node):
         for p in params:
             if p.name not in self._specs:
                 continue
-            reason = check_parameter(p.name, p.value)
+            reason = self._specs[p.name].why_invalid(p.value)
             if not reason and p.name == "matcher.device" and p.value != "cpu":
                 import torch
 
@@ -354,7 +354,7 @@ class FrontEndNode(Node):
         wanted.validate()
         if wanted == self.frontend.config:
             return
-        rebuild = [k for k in core if parameter_policy(k) == REBUILD]
+        rebuild = [k for k in core if self._specs[k].policy == REBUILD]
         if not rebuild:  # in place: Matcher/Tracker/geometry read their config per call
             for key, value in core.items():
                 set_by_path(self.frontend.config, key, value)
@@ -421,11 +421,11 @@ class FrontEndNode(Node):
         if nc.publish_tf:
             self._broadcast_tf(T_odom_cam, odom_header, camera_frame)
         latency_ms = (time.perf_counter() - t_received) * 1e3
-        report = StatusReport.for_frame(FrameRecord.from_result(result), camera_frame, latency_ms,
-                                        {})
-        self.stats.frame_done(result.status.value, latency_ms, process_ms, report.to_json())
-        report.counters = dict(self.stats.counters)  # after this frame is counted
-        self._pub_status.publish(status_msg(report.to_json()))
+        status = StatusReport.for_frame(FrameRecord.from_result(result), camera_frame,
+                                        latency_ms, {}).to_json()
+        self.stats.frame_done(result.status.value, latency_ms, process_ms, status)
+        # the counters as they are after this frame was counted
+        self._pub_status.publish(status_msg({**status, **self.stats.counters}))
         if nc.debug_image.enabled:
             self._history.add(result.track_ids, result.keypoints)
             now = time.monotonic()
