@@ -203,10 +203,23 @@ class BagPlayer:
             passes += 1
             if not o.loop:
                 break
+        acknowledged = self.wait_for_acknowledgements(5.0)
         return {"bag": str(self.reader.path), "passes": passes, "published": dict(self.published),
                 "skipped_topics": dict(self.skipped_topics), "subscribers_matched": matched,
+                "acknowledged": acknowledged,
                 "wall_s": round(time.perf_counter() - t0, 3),
                 "late_ms_max": round(self.late_ms_max, 1), "rate": o.rate}
+
+    def wait_for_acknowledgements(self, timeout_s: float) -> bool:
+        """Wait until every subscriber acknowledged every message (reliable QoS), at most
+        ``timeout_s`` in all: the last messages would otherwise be lost when the publishers
+        are destroyed right after the last one was sent."""
+        from rclpy.duration import Duration
+
+        end = time.monotonic() + timeout_s
+        pubs = list(self.publishers.values()) + ([self.clock_pub] if self.clock_pub else [])
+        return all([p.wait_for_all_acked(Duration(seconds=max(end - time.monotonic(), 0.0)))
+                    for p in pubs])
 
     def close(self) -> None:
         """Destroy the node, shut the context down and close the bag (idempotent)."""
