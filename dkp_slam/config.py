@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from .registry import BACKENDS, DETECTORS
+from .registry import DETECTORS
 from .settings import RUNTIME, setting, why_invalid
 
 
@@ -31,73 +31,17 @@ def _torch_device(value: Any) -> str | None:
 
 
 @dataclass
-class OrbConfig:
-    """OpenCV ORB options (see ``cv2.ORB_create``)."""
-
-    scale_factor: float = setting(1.2, "ORB pyramid decimation ratio (cv2.ORB_create scaleFactor)",
-                                  range=(1.01, 4.0))
-    n_levels: int = setting(8, "ORB pyramid levels (cv2.ORB_create nlevels)", range=(1, 16))
-    fast_threshold: int = setting(20, "ORB FAST threshold (cv2.ORB_create fastThreshold)",
-                                  range=(1, 255))
-
-
-@dataclass
-class SiftConfig:
-    """OpenCV SIFT options (see ``cv2.SIFT_create``)."""
-
-    contrast_threshold: float = setting(0.04, "SIFT contrast threshold (cv2.SIFT_create "
-                                        "contrastThreshold)", range=(0.0, 1.0))
-    edge_threshold: float = setting(10.0, "SIFT edge threshold (cv2.SIFT_create edgeThreshold)",
-                                    range=(1.0, 100.0))
-    n_octave_layers: int = setting(3, "SIFT layers per octave (cv2.SIFT_create nOctaveLayers)",
-                                   range=(1, 10))
-
-
-@dataclass
-class DkpConfig:
-    """DKPNet options."""
-
-    weights: str = setting(
-        "", "weight file; empty = the model shipped in the package (dkp_slam/weights), a bare "
-        "file name = another shipped file, otherwise a path")
-    nms_cell: int = setting(
-        2, "keypoint extraction cell (pixels, 2 or 4): each cell keeps its best pixel and "
-        "suppresses weaker cells in its 3x3-cell neighbourhood (NMS radius nms_cell to "
-        "2 nms_cell px)", choices=(2, 4))
-    min_texture: int = setting(
-        4, "keypoints need at least this grey-level range (0-255) in the 5x5 pixels around "
-        "them; 0 disables. A constant or saturated image then has no keypoints", range=(0, 255))
-    n_levels: int = setting(
-        2, "image pyramid levels the network runs on (1 = the full image only). Level k is the "
-        "image shrunk by scale_factor ** k; its keypoints, mapped back to full-resolution "
-        "pixels, compete with the other levels' for the budget (each level proposes candidates "
-        "in proportion to its area), and are described from that level's descriptor map. "
-        "Levels whose shorter side would be under 64 px are skipped", range=(1, 8))
-    scale_factor: float = setting(1.4142, "size ratio between pyramid levels (> 1)",
-                                  range=(1.05, 4.0))
-    backend: str = setting(
-        "torch", "inference backend (dkp_slam.model.backends; falls back tensorrt -> "
-        "onnxruntime -> torch)", choices=BACKENDS.names)
-    precision: str = setting(
-        "auto", "auto (fp16 for tensorrt, fp32 otherwise), fp32 or fp16 (CUDA only; deformable "
-        "sampling stays fp32)", choices=("auto", "fp32", "fp16"))
-    cuda_graphs: bool = setting(False, "replay a captured CUDA graph per input size (torch "
-                                "backend on CUDA)")
-    onnx: str = setting("", "ONNX file for onnxruntime / tensorrt (dkp-slam export); empty = "
-                        "export the weights on first use into cache_dir")
-    onnx_variant: str = setting(
-        "deformconv", "deformconv (ONNX DeformConv; onnxruntime, TensorRT >= 10.1) or "
-        "decomposed (GridSample + 1x1 conv; TensorRT 8.5 / 8.6, JetPack 5 / 6.0)",
-        choices=("deformconv", "decomposed"))
-    cache_dir: str = setting("", "ONNX exports and TensorRT engines; empty = $DKP_SLAM_CACHE or "
-                             "~/.cache/dkp_slam")
-    trt_plugin_library: str = setting("", "extra TensorRT plugin library (.so) loaded before the "
-                                      "standard plugins; empty = none")
-
-
-@dataclass
 class DetectorConfig:
-    """Keypoint detection and description."""
+    """Keypoint detection and description: the options every detector shares, then one section
+    per registered detector that declares its own (``detector.<section>.<option>``).
+
+    A detector class names its options dataclass in ``Detector.options`` (fields declared with
+    :func:`~dkp_slam.settings.setting`) in its own module; the section is the registered name
+    with ``-`` replaced by ``_`` (``detector.orb``, ``detector.dkp``). ``DetectorConfig(...)``
+    therefore builds an instance of a subclass with those sections
+    (:func:`detector_config_class`), so plug-in detectors get theirs in the CLI's ``--set``, the
+    YAML file, the ROS parameters and the docs like the shipped ones.
+    """
 
     name: str = setting(
         "dkp", "detector: dkp (the project's DKPNet, the default), orb, sift, a benchmark peer "
@@ -115,9 +59,33 @@ class DetectorConfig:
     grid_cols: int = setting(0, "grid bucketing columns (see grid_rows)", range=(0, 64))
     score_threshold: float = setting(0.0, "keypoints with a lower detector score are dropped",
                                      range=(0.0, 1e9))
-    orb: OrbConfig = field(default_factory=OrbConfig)
-    sift: SiftConfig = field(default_factory=SiftConfig)
-    dkp: DkpConfig = field(default_factory=DkpConfig)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "DetectorConfig":
+        if cls is DetectorConfig:
+            cls = detector_config_class()
+        return super().__new__(cls)
+
+
+def detector_section(name: str) -> str:
+    """The configuration section of the detector registered as ``name``."""
+    return name.replace("-", "_")
+
+
+_DETECTOR_CONFIG_CLASSES: dict[tuple, type] = {}
+
+
+def detector_config_class() -> type:
+    """:class:`DetectorConfig` with one section per registered detector that declares options,
+    in registration order (built once per set of registered detectors)."""
+    sections = tuple((detector_section(name), cls.options) for name, cls in DETECTORS.items()
+                     if getattr(cls, "options", None) is not None)
+    if sections not in _DETECTOR_CONFIG_CLASSES:
+        _DETECTOR_CONFIG_CLASSES[sections] = dataclasses.make_dataclass(
+            "DetectorConfig", [(key, options, field(default_factory=options))
+                               for key, options in sections],
+            bases=(DetectorConfig,), namespace={"__doc__": DetectorConfig.__doc__,
+                                                "__module__": __name__})
+    return _DETECTOR_CONFIG_CLASSES[sections]
 
 
 @dataclass

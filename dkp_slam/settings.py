@@ -1,17 +1,19 @@
 """Configuration fields that carry their own description, allowed values and run-time policy.
 
 Every leaf of a configuration dataclass (the front-end's :class:`dkp_slam.config.FrontEndConfig`
-and the node's :class:`dkp_slam.interface.NodeConfig`; the training configuration is still a
-checked dict, see :mod:`dkp_slam.training.trainer`) is declared with :func:`setting`, which
-stores that information in the field's ``metadata`` (:func:`dataclasses.field`). Everything
-that needs it reads it from there:
+with each detector's own section, the node's :class:`dkp_slam.interface.NodeConfig` and the
+training configuration :class:`dkp_slam.training.trainer.TrainConfig` with its data, homography
+and loss sections) is declared with :func:`setting`, which stores that information in the
+field's ``metadata`` (:func:`dataclasses.field`). Everything that needs it reads it from there:
 
 - validation (:func:`why_invalid`, used by ``FrontEndConfig.validate`` and the node's
   parameter callback),
 - the ROS 2 parameter descriptors (description, range, read-only) and which parameters the
   node applies at run time,
 - the CLI's ``--set KEY=VALUE`` (the dotted key is a path through the dataclasses) and the
-  parameter tables of the docs (:func:`markdown_table`).
+  parameter tables of the docs (:func:`markdown_table`);
+- for training, which options a resumed run takes from the new configuration (:data:`RUNTIME`)
+  and which from its checkpoint (the others), and the option table of docs/TRAINING.md.
 
 A detector, backend or sequence format registers itself in its own module, and a
 field's ``choices`` may be a callable that asks a registry (:mod:`dkp_slam.registry`) for
@@ -48,7 +50,7 @@ def setting(default: Any, description: str, *, choices: Optional[Choices] = None
     """A dataclass field with its description, allowed values and run-time policy.
 
     Args:
-        default: the default value; its type is the field's type (a list is copied per
+        default: the default value; its type is the field's type (a list or dict is copied per
             instance).
         description: one or two sentences for ``--help``-style listings and ROS descriptors.
         choices: allowed values, or a callable returning them (asked at each check).
@@ -60,8 +62,8 @@ def setting(default: Any, description: str, *, choices: Optional[Choices] = None
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     meta = {_META_KEY: {"description": description, "choices": choices, "range": range,
                         "policy": policy, "check": check}}
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -143,17 +145,51 @@ def why_invalid(conf: Any, flat: dict[str, Any], prefix: str = "") -> Optional[s
     return None
 
 
-def markdown_table(table: dict[str, Spec]) -> str:
+def increasing_pair(value: Any) -> Optional[str]:
+    """A :func:`setting` check: why ``value`` is not ``[lo, hi]`` with ``0 < lo <= hi``, or
+    None."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return "must be [lo, hi]"
+    return None if 0 < lo <= hi else "must be [lo, hi] with 0 < lo <= hi"
+
+
+def why_invalid_mapping(conf: Any, data: Any, prefix: str = "") -> Optional[str]:
+    """:func:`why_invalid` for a nested mapping shaped like ``conf`` (as
+    :func:`dataclasses.asdict` makes it): the first ``"key=value: reason"`` among the leaves of
+    ``conf`` that ``data`` holds, or None. Keys of ``data`` that are no leaf are not looked at
+    (the caller rejects unknown keys when it merges ``data`` into the defaults)."""
+    flat: dict[str, Any] = {}
+    for name in specs(conf, prefix):
+        node = data
+        for part in name[len(prefix):].split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            flat[name] = node
+    return why_invalid(conf, flat, prefix)
+
+
+#: What the "changeable" column of :func:`markdown_table` says of each policy (ROS node).
+NODE_POLICY_WORDS = {RUNTIME: "run time", REBUILD: "run time, rebuilds",
+                     READ_ONLY: "start-up only"}
+
+
+def markdown_table(table: dict[str, Spec], when: Optional[dict[str, str]] = None) -> str:
     """The parameter table of the docs for ``specs(...)``: name, default, allowed values, when a
-    change takes effect, description."""
+    change takes effect (``when``: words per policy, :data:`NODE_POLICY_WORDS` by default),
+    description."""
     rows = ["| parameter | default | allowed | changeable | description |",
             "|---|---|---|---|---|"]
-    when = {RUNTIME: "run time", REBUILD: "run time, rebuilds", READ_ONLY: "start-up only"}
+    when = when or NODE_POLICY_WORDS
     for s in table.values():
         if s.choices is not None:
             allowed = ", ".join(f"`{c}`" for c in s.choices)
         elif s.range is not None:
-            allowed = f"[{s.range[0]:g}, {s.range[1]:g}]"
+            allowed = "[{}, {}]".format(*(v if isinstance(v, int) else f"{v:g}"
+                                          for v in s.range))
         else:
             allowed = ""
         default = f"`{s.default!r}`" if not isinstance(s.default, str) else f"`{s.default}`"
@@ -162,5 +198,6 @@ def markdown_table(table: dict[str, Spec]) -> str:
     return "\n".join(rows) + "\n"
 
 
-__all__ = ["setting", "Spec", "specs", "why_invalid", "markdown_table",
+__all__ = ["setting", "Spec", "specs", "why_invalid", "why_invalid_mapping", "markdown_table",
+           "increasing_pair", "NODE_POLICY_WORDS",
            "RUNTIME", "REBUILD", "READ_ONLY", "POLICIES"]

@@ -4,12 +4,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
 import numpy as np
 
 from .geometry import apply_homography
+from .settings import increasing_pair, setting
+
+
+@dataclass
+class HomographyConfig:
+    """Options of :func:`sample_homography` (the ``data.homography`` section of training)."""
+
+    max_rotation_deg: float = setting(25.0, "rotation uniform in +- this (degrees)",
+                                      range=(0.0, 180.0))
+    scale_range: tuple = setting((0.8, 1.25), "[lo, hi] of the log-uniform scale",
+                                 check=increasing_pair)
+    max_translation: float = setting(0.1, "translation uniform in +- this x the image size",
+                                     range=(0.0, 1.0))
+    corner_perturbation: float = setting(
+        0.15, "each corner moved by up to this x (W, H) (perspective, shear)", range=(0.0, 0.5))
+    min_overlap: float = setting(0.6, "both images keep at least this share of each other",
+                                 range=(0.0, 1.0))
 
 
 def normalise_h(H: np.ndarray) -> np.ndarray:
@@ -19,11 +37,12 @@ def normalise_h(H: np.ndarray) -> np.ndarray:
 
 
 def sample_homography(rng: np.random.Generator, shape: tuple[int, int], *,
-                      max_rotation_deg: float = 25.0,
-                      scale_range: tuple[float, float] = (0.8, 1.25),
-                      max_translation: float = 0.1,
-                      corner_perturbation: float = 0.15,
-                      min_overlap: float = 0.6, max_tries: int = 200) -> np.ndarray:
+                      max_rotation_deg: float = HomographyConfig.max_rotation_deg,
+                      scale_range: tuple[float, float] = HomographyConfig.scale_range,
+                      max_translation: float = HomographyConfig.max_translation,
+                      corner_perturbation: float = HomographyConfig.corner_perturbation,
+                      min_overlap: float = HomographyConfig.min_overlap,
+                      max_tries: int = 200) -> np.ndarray:
     """Random homography for an image of ``shape`` (H, W) that keeps most of it in view.
 
     Construction: a similarity about the image centre (rotation uniform in

@@ -1,16 +1,30 @@
 """A detector plug-in that lives outside the package (issue 14): Shi-Tomasi corners described by
 ORB's BRIEF. Loaded by ``DKP_SLAM_PLUGINS=plugin_detector`` (with this folder on PYTHONPATH) in
-the CLI and the ROS node, or by importing it. One file: the class and its registration."""
+the CLI and the ROS node, or by importing it. One file: the class, its options (the
+configuration section ``detector.shi_tomasi_orb``) and its registration."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from dkp_slam.features.base import Detector
 from dkp_slam.registry import DETECTORS
+from dkp_slam.settings import setting
 
 NAME = "shi-tomasi-orb"
+
+
+@dataclass
+class ShiTomasiOrbOptions:
+    """Options of ``cv2.goodFeaturesToTrack``."""
+
+    quality_level: float = setting(0.001, "corners weaker than this fraction of the strongest "
+                                   "are dropped (qualityLevel)", range=(1e-6, 1.0))
+    min_distance: int = setting(3, "minimum distance between corners in pixels (minDistance)",
+                                range=(1, 100))
 
 
 class ShiTomasiOrbDetector(Detector):
@@ -18,6 +32,7 @@ class ShiTomasiOrbDetector(Detector):
     ORB descriptors."""
 
     binary = True
+    options = ShiTomasiOrbOptions
 
     def __init__(self, conf, device: str = "cpu") -> None:
         super().__init__(conf, device)
@@ -25,7 +40,9 @@ class ShiTomasiOrbDetector(Detector):
 
     def _detect(self, image):
         n = int(self.conf.max_keypoints * self.oversample)
-        pts = cv2.goodFeaturesToTrack(image, maxCorners=n, qualityLevel=0.001, minDistance=3)
+        opts = self.conf.shi_tomasi_orb
+        pts = cv2.goodFeaturesToTrack(image, maxCorners=n, qualityLevel=opts.quality_level,
+                                      minDistance=opts.min_distance)
         pts = np.zeros((0, 2), np.float32) if pts is None else pts.reshape(-1, 2)
         eig = cv2.cornerMinEigenVal(image, 3)
         scores = eig[np.rint(pts[:, 1]).astype(int), np.rint(pts[:, 0]).astype(int)]

@@ -1,5 +1,6 @@
 """A detector added from outside the package (test/plugin_detector.py) runs through the CLI and
-the ROS node, named only by ``DKP_SLAM_PLUGINS`` (dkp_slam.registry)."""
+the ROS node, named only by ``DKP_SLAM_PLUGINS`` (dkp_slam.registry), and its own options
+(``detector.shi_tomasi_orb.*``) are settable there like the shipped detectors' options."""
 
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from dkp_slam.config import ConfigError, FrontEndConfig
 from dkp_slam.datasets import load_kitti
 from dkp_slam.frontend import FrontEnd
+from dkp_slam.interface import parameter_specs
 from dkp_slam.registry import DETECTORS, PLUGINS_ENV
 from dkp_slam.ros.conversions import array_to_image, stamp_to_seconds
 
 TEST_DIR = Path(__file__).resolve().parent
 NAME = "shi-tomasi-orb"
+#: A non-default value of the plug-in's own option, set through the CLI and the node.
+MIN_DISTANCE = ("detector.shi_tomasi_orb.min_distance", 7)
 DOMAIN = domain_id(17)
 
 
@@ -38,12 +42,22 @@ def test_unregistered_name_is_a_config_error_naming_the_registered_ones():
         FrontEndConfig.from_dict({"detector.name": "no-such-detector"})
 
 
+def test_plugin_options_are_a_section_of_the_detector_config(registered_here):
+    conf = FrontEndConfig.from_dict({"detector.name": NAME, MIN_DISTANCE[0]: MIN_DISTANCE[1]})
+    assert conf.detector.shi_tomasi_orb.min_distance == 7 and conf.detector.orb.n_levels == 8
+    with pytest.raises(ConfigError, match="min_distance=0: must be in"):
+        FrontEndConfig.from_dict({MIN_DISTANCE[0]: 0})
+    assert "detector.shi_tomasi_orb.quality_level" in {s.name for s in parameter_specs()}
+
+
 def test_cli_runs_the_plugin_detector(tmp_path):
     args = [sys.executable, "-m", "dkp_slam.cli", "run", str(shared_data(*KITTI)),
             "--max-frames", "12", "--set", f"detector.name={NAME}", "--no-progress",
+            "--set", f"{MIN_DISTANCE[0]}={MIN_DISTANCE[1]}",
             "--output", str(tmp_path / "run")]
     without = subprocess.run(args, cwd=ROOT, env=_env(), capture_output=True, text=True)
-    assert without.returncode != 0 and NAME in without.stderr + without.stdout
+    # without the plug-in, its option section does not exist either
+    assert without.returncode == 2 and MIN_DISTANCE[0] in without.stderr
     run = subprocess.run(args, cwd=ROOT, env=_env(**{PLUGINS_ENV: "plugin_detector"}),
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -51,6 +65,8 @@ def test_cli_runs_the_plugin_detector(tmp_path):
     assert summary["detector"] == NAME and summary["frames"] == 12
     assert summary["tracked_fraction"] > 0.9  # KITTI's first frames: corners track well
     assert summary["rot_err_median_deg"] < 0.5
+    options = summary["config"]["detector"]["shi_tomasi_orb"]
+    assert options == {"quality_level": 0.001, "min_distance": MIN_DISTANCE[1]}
 
 
 @pytest.fixture
@@ -69,14 +85,17 @@ def test_node_runs_the_plugin_detector(tmp_path, registered_here):
     env = _env(**{PLUGINS_ENV: "plugin_detector"}, ROS_DOMAIN_ID=str(DOMAIN),
                PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([str(executable("frontend_node")), "--ros-args", "-p",
-                             f"detector.name:={NAME}", "-p", "node.qos.reliability:=reliable"],
+                             f"detector.name:={NAME}", "-p", "node.qos.reliability:=reliable",
+                             "-p", f"{MIN_DISTANCE[0]}:={MIN_DISTANCE[1]}"],
                             cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     ros = RosHarness(DOMAIN)
     try:
         features = ros.subscribe(PointCloud2, "/frontend/features")
         image_pub = ros.publisher(Image, "/image", wait_s=60)
         info_pub = ros.publisher(CameraInfo, "/camera_info", wait_s=10)
-        direct = FrontEnd(FrontEndConfig.from_dict({"detector.name": NAME}), seq.camera)
+        direct = FrontEnd(FrontEndConfig.from_dict({"detector.name": NAME,
+                                                    MIN_DISTANCE[0]: MIN_DISTANCE[1]}),
+                          seq.camera)
         for i in range(4):
             stamp = stamp_to_seconds(header(float(seq.stamps[i])).stamp)
             image = seq.load_image(i)

@@ -366,6 +366,34 @@ def test_config_presets():
         load_train_config(None, {"loss.weights.nope": 1.0})
 
 
+def test_docs_option_table_is_the_generated_one():
+    """docs/TRAINING.md's option table is ``options_table()`` verbatim (regenerate it with
+    ``python -m dkp_slam.training.trainer`` after changing a field)."""
+    from dkp_slam.training.trainer import options_table
+
+    text = (ROOT / "docs" / "TRAINING.md").read_text()
+    begin = text.index("<!-- generated from the fields' settings()")
+    begin = text.index("\n", begin) + 1
+    end = text.index("<!-- end of generated table -->")
+    assert text[begin:end] == options_table()
+
+
+def test_option_checks_come_from_the_fields():
+    from dkp_slam.training.trainer import RUNTIME_KEYS
+
+    assert set(RUNTIME_KEYS) == {"device", "threads", "iterations", "max_minutes",
+                                 "checkpoint_every", "log_every", "print_every", "progress",
+                                 "data.num_workers"}
+    for key, value, reason in [("optimizer.lr", 0, "must be > 0"),
+                               ("scheduler.name", "step", "must be one of"),
+                               ("data.homography.scale_range", [2, 1], "0 < lo <= hi"),
+                               ("loss.points", "random", "must be one of"),
+                               ("loss.weights.peaky", -1.0, "must be in"),
+                               ("device", "gpu", "auto, cpu, cuda or cuda:N")]:
+        with pytest.raises(ConfigError, match=f"{key}=.*{reason}"):
+            load_train_config(None, {key: value})
+
+
 def test_cli_train(image_folder, tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(_config(image_folder, iterations=2,

@@ -13,7 +13,7 @@ Keypoints are sorted by decreasing score.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -30,6 +30,10 @@ class Detector:
     #: How many candidates to ask the underlying detector for, relative to the budget, so that
     #: NMS and bucketing have something to choose from.
     oversample: float = 2.0
+    #: The detector's own options: a dataclass whose fields are declared with
+    #: :func:`~dkp_slam.settings.setting`, or None. They become the configuration section
+    #: ``detector.<registered name>`` (:class:`~dkp_slam.config.DetectorConfig`).
+    options: Optional[type] = None
 
     def __init__(self, conf: DetectorConfig, device: str = "cpu"):
         """``device`` is the torch device of learned detectors; OpenCV ones ignore it."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -31,15 +32,59 @@ from ..config import DetectorConfig
 from ..model.backends import create_backend
 from ..model.dkpnet import extract_keypoints, sample_descriptors
 from ..model.weights import load_model
-from ..registry import DETECTORS
+from ..registry import BACKENDS, DETECTORS
+from ..settings import setting
 from .base import Detector
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class DkpConfig:
+    """DKPNet options."""
+
+    weights: str = setting(
+        "", "weight file; empty = the model shipped in the package (dkp_slam/weights), a bare "
+        "file name = another shipped file, otherwise a path")
+    nms_cell: int = setting(
+        2, "keypoint extraction cell (pixels, 2 or 4): each cell keeps its best pixel and "
+        "suppresses weaker cells in its 3x3-cell neighbourhood (NMS radius nms_cell to "
+        "2 nms_cell px)", choices=(2, 4))
+    min_texture: int = setting(
+        4, "keypoints need at least this grey-level range (0-255) in the 5x5 pixels around "
+        "them; 0 disables. A constant or saturated image then has no keypoints", range=(0, 255))
+    n_levels: int = setting(
+        2, "image pyramid levels the network runs on (1 = the full image only). Level k is the "
+        "image shrunk by scale_factor ** k; its keypoints, mapped back to full-resolution "
+        "pixels, compete with the other levels' for the budget (each level proposes candidates "
+        "in proportion to its area), and are described from that level's descriptor map. "
+        "Levels whose shorter side would be under 64 px are skipped", range=(1, 8))
+    scale_factor: float = setting(1.4142, "size ratio between pyramid levels (> 1)",
+                                  range=(1.05, 4.0))
+    backend: str = setting(
+        "torch", "inference backend (dkp_slam.model.backends; falls back tensorrt -> "
+        "onnxruntime -> torch)", choices=BACKENDS.names)
+    precision: str = setting(
+        "auto", "auto (fp16 for tensorrt, fp32 otherwise), fp32 or fp16 (CUDA only; deformable "
+        "sampling stays fp32)", choices=("auto", "fp32", "fp16"))
+    cuda_graphs: bool = setting(False, "replay a captured CUDA graph per input size (torch "
+                                "backend on CUDA)")
+    onnx: str = setting("", "ONNX file for onnxruntime / tensorrt (dkp-slam export); empty = "
+                        "export the weights on first use into cache_dir")
+    onnx_variant: str = setting(
+        "deformconv", "deformconv (ONNX DeformConv; onnxruntime, TensorRT >= 10.1) or "
+        "decomposed (GridSample + 1x1 conv; TensorRT 8.5 / 8.6, JetPack 5 / 6.0)",
+        choices=("deformconv", "decomposed"))
+    cache_dir: str = setting("", "ONNX exports and TensorRT engines; empty = $DKP_SLAM_CACHE or "
+                             "~/.cache/dkp_slam")
+    trt_plugin_library: str = setting("", "extra TensorRT plugin library (.so) loaded before the "
+                                      "standard plugins; empty = none")
+
+
 class DKPDetector(Detector):
     """DKPNet with weights from ``conf.dkp.weights`` (empty: the shipped model)."""
 
+    options = DkpConfig
     oversample = 2.0
     #: shorter side (px) below which pyramid levels are left out
     min_level_side = 64

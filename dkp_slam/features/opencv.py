@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
 from ..registry import DETECTORS
+from ..settings import setting
 from .base import Detector
+
+
+@dataclass
+class OrbConfig:
+    """OpenCV ORB options (see ``cv2.ORB_create``)."""
+
+    scale_factor: float = setting(1.2, "ORB pyramid decimation ratio (cv2.ORB_create scaleFactor)",
+                                  range=(1.01, 4.0))
+    n_levels: int = setting(8, "ORB pyramid levels (cv2.ORB_create nlevels)", range=(1, 16))
+    fast_threshold: int = setting(20, "ORB FAST threshold (cv2.ORB_create fastThreshold)",
+                                  range=(1, 255))
+
+
+@dataclass
+class SiftConfig:
+    """OpenCV SIFT options (see ``cv2.SIFT_create``)."""
+
+    contrast_threshold: float = setting(0.04, "SIFT contrast threshold (cv2.SIFT_create "
+                                        "contrastThreshold)", range=(0.0, 1.0))
+    edge_threshold: float = setting(10.0, "SIFT edge threshold (cv2.SIFT_create edgeThreshold)",
+                                    range=(1.0, 100.0))
+    n_octave_layers: int = setting(3, "SIFT layers per octave (cv2.SIFT_create nOctaveLayers)",
+                                   range=(1, 10))
 
 
 class _OpenCVDetector(Detector):
@@ -47,6 +72,7 @@ class OrbDetector(_OpenCVDetector):
     """OpenCV ORB: FAST corners + Harris score over a pyramid, 256-bit rBRIEF descriptors."""
 
     binary = True
+    options = OrbConfig
     _dtype = np.uint8
 
     def _create(self):
@@ -64,6 +90,8 @@ class OrbDetector(_OpenCVDetector):
 
 class SiftDetector(_OpenCVDetector):
     """OpenCV SIFT with RootSIFT-free plain L2-normalised 128-D float descriptors."""
+
+    options = SiftConfig
 
     def _create(self):
         c = self.conf

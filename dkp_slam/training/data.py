@@ -26,9 +26,11 @@ Pixel convention (as everywhere in the project): the centre of the top-left pixe
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
 import math
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
@@ -38,24 +40,61 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..warps import photometric_augment, sample_homography
+from ..settings import RUNTIME, increasing_pair, setting
+from ..warps import HomographyConfig, photometric_augment, sample_homography
 from ..datasets import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, natural_sort_key
 
 PathLike = Union[str, Path]
 log = logging.getLogger(__name__)
 
-#: Defaults of the homography sampler (see :func:`dkp_slam.warps.sample_homography`).
-HOMOGRAPHY_DEFAULTS: dict[str, Any] = {
-    "max_rotation_deg": 25.0,
-    "scale_range": (0.8, 1.25),
-    "max_translation": 0.1,
-    "corner_perturbation": 0.15,
-    "min_overlap": 0.6,
-}
+#: Defaults of the homography sampler (:class:`dkp_slam.warps.HomographyConfig`) as a dict.
+HOMOGRAPHY_DEFAULTS: dict[str, Any] = dataclasses.asdict(HomographyConfig())
 
 
 class DataError(ValueError):
     """No usable images, an unreadable source, or bad dataset options."""
+
+
+def _sources(value: Any) -> Optional[str]:
+    if isinstance(value, (str, Path)) and str(value):
+        return None
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, Path))
+                                                          for v in value):
+        return None
+    return "give image folders, patterns or video files (a non-empty list)"
+
+
+def _crop(value: Any) -> Optional[str]:
+    if (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(c, int) and c >= 16 and c % 8 == 0 for c in value)):
+        return None
+    return "must be [H, W], multiples of 8 and >= 16"
+
+
+@dataclass
+class DataConfig:
+    """The training pairs (the ``data:`` section of a training config; :class:`HomographyPairs`
+    and the DataLoader)."""
+
+    sources: list = setting(["../shared/data/train/bsds500/train",
+                             "../shared/data/train/urban100"],
+                            "image folders, glob patterns, image or video files",
+                            check=_sources)
+    recursive: bool = setting(False, "also take the images of sub-folders")
+    video_step: int = setting(5, "every n-th frame of a video", range=(1, 1000000))
+    crop: list = setting([240, 320], "[H, W] of the pairs (multiples of 8)", check=_crop)
+    resize_max: int = setting(640, "shrink each image so that its longer side is at most this "
+                              "(0 = never)", range=(0, 100000))
+    scale_jitter: list = setting([1.0, 1.0], "[lo, hi] of a further log-uniform rescaling",
+                                 check=increasing_pair)
+    homography: HomographyConfig = field(default_factory=HomographyConfig)
+    photometric_strength: float = setting(1.0, "strength of the photometric changes of image1 "
+                                          "(0 = none)", range=(0.0, 10.0))
+    photometric_strength0: float = setting(0.0, "the same for image0", range=(0.0, 10.0))
+    min_std: float = setting(8.0, "crops with a lower grey-level standard deviation are redrawn",
+                             range=(0.0, 255.0))
+    num_workers: int = setting(2, "DataLoader worker processes (0 = load in the main process)",
+                               range=(0, 256), policy=RUNTIME)
 
 
 # ====================================================================== sources
@@ -341,5 +380,5 @@ def worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-__all__ = ["HomographyPairs", "collect_sources", "read_gray_frame", "homography_valid_mask",
-           "worker_init", "DataError", "HOMOGRAPHY_DEFAULTS"]
+__all__ = ["DataConfig", "HomographyPairs", "collect_sources", "read_gray_frame",
+           "homography_valid_mask", "worker_init", "DataError", "HOMOGRAPHY_DEFAULTS"]

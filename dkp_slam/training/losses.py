@@ -42,42 +42,66 @@ descriptor in the other image is the true match). A collapse shows as ``desc_pos
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from copy import deepcopy
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Loss options and their defaults (``loss:`` section of a training config).
-LOSS_DEFAULTS: dict[str, Any] = {
-    "weights": {
-        "similarity": 1.0,
-        "peaky": 1.0,
-        "dual_softmax": 1.0,
-        "triplet": 0.0,
-        "huber": 0.0,
-        "position": 0.0,
-        "distill_score": 0.0,
-        "distill_desc": 0.0,
-    },
-    "window": 16,            # similarity / peaky window (pixels)
-    "window_stride": 8,      # stride of those windows
-    "min_valid": 0.5,        # similarity: minimum valid fraction of a window
-    "num_points": 512,       # descriptor points per pair
-    "points": "grid",        # grid | top | mixed
-    "point_margin": 4,       # points at least this far from the borders (pixels)
-    "temperature": 0.05,     # dual-softmax temperature
-    "triplet_margin": 0.5,
-    "safe_radius": 8.0,      # negatives closer than this to the true match are ignored (px)
-    "huber_delta": 0.1,
-    "position_window": 8,
-    "position_temperature": 0.1,
-    "teacher": "aliked-t16",
-    "distill_score_mode": "bce",  # bce | mse
-}
+from ..settings import setting, why_invalid_mapping
 
+def _weight(default: float, description: str) -> Any:
+    return setting(default, description + " (0 disables the term)", range=(0.0, 1e6))
+
+
+@dataclass
+class LossWeights:
+    """The weight of each loss term (``loss.weights``); the total is their weighted sum."""
+
+    similarity: float = _weight(1.0, "R2D2's cosine similarity of the warped score maps")
+    peaky: float = _weight(1.0, "peakiness of the score maps in windows")
+    dual_softmax: float = _weight(1.0, "symmetric InfoNCE of the descriptors at sampled points")
+    triplet: float = _weight(0.0, "hardest-negative triplet margin loss of the descriptors")
+    huber: float = _weight(0.0, "Siamese Huber loss of the warped score maps")
+    position: float = _weight(0.0, "soft-argmax keypoint position agreement in windows")
+    distill_score: float = _weight(0.0, "score map distillation from the teacher")
+    distill_desc: float = _weight(0.0, "descriptor distillation from the teacher")
+
+
+@dataclass
+class LossConfig:
+    """Loss options (the ``loss:`` section of a training config; see the module docstring)."""
+
+    weights: LossWeights = field(default_factory=LossWeights)
+    window: int = setting(16, "similarity / peaky window (pixels)", range=(2, 1024))
+    window_stride: int = setting(8, "stride of those windows (pixels)", range=(1, 1024))
+    min_valid: float = setting(0.5, "similarity: minimum valid fraction of a window",
+                               range=(0.0, 1.0))
+    num_points: int = setting(512, "descriptor points per pair", range=(1, 100000))
+    points: str = setting("grid", "where the descriptor points are: a jittered grid, the top "
+                          "score maxima, or both", choices=("grid", "top", "mixed"))
+    point_margin: int = setting(4, "points at least this far from the borders (pixels)",
+                                range=(0, 1000))
+    temperature: float = setting(0.05, "dual-softmax temperature", range=(1e-6, 1e3))
+    triplet_margin: float = setting(0.5, "triplet margin", range=(0.0, 10.0))
+    safe_radius: float = setting(8.0, "negatives closer than this to the true match are "
+                                 "ignored (pixels)", range=(0.0, 1e4))
+    huber_delta: float = setting(0.1, "Huber threshold", range=(1e-6, 10.0))
+    position_window: int = setting(8, "position loss window (pixels)", range=(2, 1024))
+    position_temperature: float = setting(0.1, "soft-argmax temperature of the position loss",
+                                          range=(1e-6, 1e3))
+    teacher: str = setting("aliked-t16", "distillation teacher (an ALIKED model of "
+                           "dkp_slam.features.peers)")
+    distill_score_mode: str = setting("bce", "score distillation: bce on logits or mse on "
+                                      "scores", choices=("bce", "mse"))
+
+
+#: Loss options and their defaults as a dict (:class:`LossConfig`).
+LOSS_DEFAULTS: dict[str, Any] = dataclasses.asdict(LossConfig())
 TERMS: tuple[str, ...] = tuple(LOSS_DEFAULTS["weights"])
 DIAGNOSTICS: tuple[str, ...] = ("desc_pos", "desc_neg", "desc_acc")
 _NEG_FILL = -2.0  # below any cosine similarity: "not a candidate"
@@ -85,7 +109,7 @@ _NEG_FILL = -2.0  # below any cosine similarity: "not a candidate"
 
 def merge_loss_conf(conf: Optional[dict]) -> dict:
     """``LOSS_DEFAULTS`` updated with ``conf`` (``weights`` merged key by key); unknown keys and
-    bad values raise ``ValueError``."""
+    values :class:`LossConfig` does not allow raise ``ValueError``."""
     out = deepcopy(LOSS_DEFAULTS)
     for key, value in (conf or {}).items():
         if key not in out:
@@ -94,18 +118,13 @@ def merge_loss_conf(conf: Optional[dict]) -> dict:
             for k, w in (value or {}).items():
                 if k not in out["weights"]:
                     raise ValueError(f"unknown loss term {k!r}; known: {list(TERMS)}")
-                out["weights"][k] = float(w)
+                out["weights"][k] = w
         else:
             out[key] = value
-    if any(w < 0 for w in out["weights"].values()):
-        raise ValueError(f"loss weights must be >= 0, got {out['weights']}")
-    if out["points"] not in ("grid", "top", "mixed"):
-        raise ValueError(f"loss.points must be grid, top or mixed, got {out['points']!r}")
-    if out["distill_score_mode"] not in ("bce", "mse"):
-        raise ValueError(f"loss.distill_score_mode must be bce or mse, "
-                         f"got {out['distill_score_mode']!r}")
-    if float(out["temperature"]) <= 0 or float(out["position_temperature"]) <= 0:
-        raise ValueError("loss temperatures must be > 0")
+    reason = why_invalid_mapping(LossConfig, out, "loss.")
+    if reason:
+        raise ValueError(reason)
+    out["weights"] = {k: float(w) for k, w in out["weights"].items()}
     return out
 
 
@@ -496,7 +515,8 @@ class SelfSupervisedLoss(nn.Module):
         return ((1.0 - cos) * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-__all__ = ["SelfSupervisedLoss", "LOSS_DEFAULTS", "TERMS", "merge_loss_conf", "warp_points",
-           "warp_map", "similarity_loss", "peaky_loss", "huber_loss", "position_loss",
+__all__ = ["SelfSupervisedLoss", "LossConfig", "LossWeights", "LOSS_DEFAULTS", "TERMS",
+           "merge_loss_conf", "warp_points", "warp_map", "similarity_loss", "peaky_loss",
+           "huber_loss", "position_loss",
            "dual_softmax_loss", "triplet_loss", "hardest_negatives", "grid_points", "top_points",
            "AlikedTeacher"]

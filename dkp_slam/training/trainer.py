@@ -21,6 +21,7 @@ seed and the global pair index). Every file is read with ``torch.load(weights_on
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ import sys
 import threading
 import time
 from copy import deepcopy
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -42,53 +44,125 @@ from torch.utils.data import DataLoader
 
 from ..config import ConfigError
 from ..jsonable import jsonable
-from .data import HOMOGRAPHY_DEFAULTS, HomographyPairs, worker_init
-from .losses import LOSS_DEFAULTS, SelfSupervisedLoss, merge_loss_conf
+from ..settings import (READ_ONLY, REBUILD, RUNTIME, markdown_table, setting, specs,
+                        why_invalid_mapping)
+from .data import DataConfig, HomographyPairs, worker_init
+from .losses import LossConfig, SelfSupervisedLoss, merge_loss_conf
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
 
-#: Every training option and its default; a config file overrides any subset.
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "device": "auto",          # auto | cpu | cuda | cuda:N
-    "threads": 0,              # torch CPU threads (0 = torch's default)
-    "iterations": 20000,       # total optimiser steps of the run (across sessions)
-    "max_minutes": 0.0,        # stop (and save) after this many minutes of a session; 0 = off
-    "batch_size": 8,           # pairs per step
-    "checkpoint_every": 250,   # iterations between checkpoints
-    "log_every": 10,           # iterations per log.csv row
-    "print_every": 100,        # iterations per printed line
-    "progress": True,          # tqdm progress bar
-    "amp": False,              # CUDA only: bfloat16 autocast
-    "init_weights": None,      # fine-tuning: start from these weights (model.pt / last.pt)
-    "model": {},               # DKPNet conf (see dkp_slam.model.dkpnet.default_conf)
-    "data": {
-        "sources": ["../shared/data/train/bsds500/train", "../shared/data/train/urban100"],
-        "recursive": False,
-        "video_step": 5,
-        "crop": [240, 320],
-        "resize_max": 640,
-        "scale_jitter": [1.0, 1.0],
-        "homography": dict(HOMOGRAPHY_DEFAULTS),
-        "photometric_strength": 1.0,
-        "photometric_strength0": 0.0,
-        "min_std": 8.0,
-        "num_workers": 2,
-    },
-    "optimizer": {"lr": 1e-3, "weight_decay": 1e-4, "betas": [0.9, 0.999], "grad_clip": 1.0},
-    "scheduler": {"name": "cosine", "warmup": 200, "min_lr_ratio": 0.05, "iterations": None},
-    "loss": deepcopy(LOSS_DEFAULTS),
-}
+def _device_name(value: Any) -> Optional[str]:
+    name = str(value)
+    if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return None
+    return "must be auto, cpu, cuda or cuda:N"
 
-#: Options a resumed run takes from the *new* config/command line; all others come from the
-#: checkpoint so that the run continues exactly.
-RUNTIME_KEYS = ("iterations", "max_minutes", "device", "threads", "checkpoint_every",
-                "log_every", "print_every", "progress", "data.num_workers")
 
-#: Sections whose keys are not checked here (the model and the loss validate their own).
+def _optional_path(value: Any) -> Optional[str]:
+    return None if value is None or isinstance(value, str) else "must be a path or null"
+
+
+def _positive(value: Any) -> Optional[str]:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return None if ok else "must be > 0"
+
+
+def _betas(value: Any) -> Optional[str]:
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+          and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in value))
+    return None if ok else "must be [beta1, beta2] in [0, 1)"
+
+
+def _optional_count(value: Any) -> Optional[str]:
+    ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+    return None if ok else "must be a positive integer or null"
+
+
+_COUNT = (1, 10**9)
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW (the ``optimizer:`` section)."""
+
+    lr: float = setting(1e-3, "learning rate", check=_positive)
+    weight_decay: float = setting(1e-4, "AdamW weight decay", range=(0.0, 10.0))
+    betas: list = setting([0.9, 0.999], "AdamW betas", check=_betas)
+    grad_clip: float = setting(1.0, "gradient-norm clipping (0 = off)", range=(0.0, 1e9))
+
+
+@dataclass
+class SchedulerConfig:
+    """Learning-rate schedule (the ``scheduler:`` section)."""
+
+    name: str = setting("cosine", "cosine (to min_lr_ratio x lr) or constant, after the warmup",
+                        choices=("cosine", "constant"))
+    warmup: int = setting(200, "iterations of linear warmup", range=(0, 10**9))
+    min_lr_ratio: float = setting(0.05, "cosine floor, relative to lr", range=(0.0, 1.0))
+    iterations: Optional[int] = setting(None, "cosine horizon; null = iterations when the run "
+                                        "starts (kept on resume)", check=_optional_count)
+
+
+@dataclass
+class TrainConfig:
+    """Every training option and its default; a config file overrides any subset.
+
+    A resumed run takes the options of policy ``RUNTIME`` from the new configuration and the
+    command line, every other one from its checkpoint, so that it continues exactly.
+    """
+
+    seed: int = setting(0, "seed of the model initialisation, the pairs and the point sampling",
+                        range=(0, 2**32 - 1))
+    device: str = setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N",
+                          check=_device_name, policy=RUNTIME)
+    threads: int = setting(0, "torch CPU threads (0 = torch's default)", range=(0, 4096),
+                           policy=RUNTIME)
+    iterations: int = setting(20000, "total optimiser steps of the run, across sessions",
+                              range=_COUNT, policy=RUNTIME)
+    max_minutes: float = setting(0.0, "stop and save after this many minutes of a session "
+                                 "(0 = no limit)", range=(0.0, 1e9), policy=RUNTIME)
+    batch_size: int = setting(8, "pairs per step (the network sees 2 x batch images)",
+                              range=(1, 100000))
+    checkpoint_every: int = setting(250, "iterations between checkpoints", range=_COUNT,
+                                    policy=RUNTIME)
+    log_every: int = setting(10, "iterations per log.csv row", range=_COUNT, policy=RUNTIME)
+    print_every: int = setting(100, "iterations per printed line", range=_COUNT,
+                               policy=RUNTIME)
+    progress: bool = setting(True, "tqdm progress bar", policy=RUNTIME)
+    amp: bool = setting(False, "CUDA only: bfloat16 autocast of the network")
+    init_weights: Optional[str] = setting(
+        None, "fine-tuning: start from these weights (model.pt / last.pt; a bare name is a "
+        "file in dkp_slam/weights)", check=_optional_path)
+    model: dict = setting({}, "DKPNet options (dkp_slam.model.dkpnet.default_conf: channels, "
+                          "descriptor_dim, multiscale, dcn, attention, peakiness, max_offset, "
+                          "dcn_impl), checked by the model")
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+#: :class:`TrainConfig`'s defaults as the nested dict the trainer reads and saves.
+TRAIN_DEFAULTS: dict[str, Any] = dataclasses.asdict(TrainConfig())
+
+#: Options a resumed run takes from the *new* config/command line (policy ``RUNTIME``); all
+#: others come from the checkpoint so that the run continues exactly.
+RUNTIME_KEYS = tuple(name for name, spec in specs(TrainConfig).items()
+                     if spec.policy == RUNTIME)
+
+#: Sections whose keys are not checked here (the model validates its own).
 _OPEN_SECTIONS = ("model",)
+
+#: What the "changeable" column of the option table (:func:`options_table`) says.
+_POLICY_WORDS = {RUNTIME: "on resume", REBUILD: "fixed by the checkpoint",
+                 READ_ONLY: "fixed by the checkpoint"}
+
+
+def options_table() -> str:
+    """The option table of docs/TRAINING.md, made from :class:`TrainConfig`."""
+    return markdown_table(specs(TrainConfig), _POLICY_WORDS)
 
 
 # ====================================================================== config
@@ -164,25 +238,11 @@ def resolve_config(config: Optional[dict]) -> dict:
         cfg["loss"] = merge_loss_conf(cfg["loss"])
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    for key in ("iterations", "batch_size", "checkpoint_every", "log_every", "print_every"):
-        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
-    if not isinstance(cfg["max_minutes"], (int, float)) or cfg["max_minutes"] < 0:
-        raise ConfigError(f"max_minutes must be >= 0, got {cfg['max_minutes']!r}")
-    crop = cfg["data"]["crop"]
-    if (not isinstance(crop, (list, tuple)) or len(crop) != 2
-            or any(not isinstance(c, int) or c < 16 or c % 8 for c in crop)):
-        raise ConfigError(f"data.crop must be [H, W], multiples of 8 and >= 16, got {crop!r}")
-    src = cfg["data"]["sources"]
-    if isinstance(src, (str, Path)):
-        cfg["data"]["sources"] = [str(src)]
-    elif not src:
-        raise ConfigError("data.sources is empty: give image folders, patterns or videos")
-    if cfg["scheduler"]["name"] not in ("cosine", "constant"):
-        raise ConfigError(f"scheduler.name must be cosine or constant, "
-                          f"got {cfg['scheduler']['name']!r}")
-    if float(cfg["optimizer"]["lr"]) <= 0:
-        raise ConfigError("optimizer.lr must be > 0")
+    reason = why_invalid_mapping(TrainConfig, cfg)
+    if reason:
+        raise ConfigError(reason)
+    if isinstance(cfg["data"]["sources"], (str, Path)):
+        cfg["data"]["sources"] = [str(cfg["data"]["sources"])]
     _device(cfg["device"])  # validate early
     return cfg
 
@@ -746,5 +806,9 @@ def _print_line(it: int, total: int, logs: dict, lr: float, pbar) -> None:
         print(line, flush=True)
 
 
-__all__ = ["train", "TRAIN_DEFAULTS", "RUNTIME_KEYS", "load_train_config", "resolve_config",
+if __name__ == "__main__":
+    print(options_table(), end="")
+
+__all__ = ["train", "TrainConfig", "OptimizerConfig", "SchedulerConfig", "TRAIN_DEFAULTS",
+           "RUNTIME_KEYS", "options_table", "load_train_config", "resolve_config",
            "apply_overrides", "load_checkpoint"]
