@@ -160,7 +160,13 @@ def _run(sequence, config: FrontEndConfig, args) -> int:
     out = Path(args.output or Path("outputs") / f"{sequence.name}_{config.detector.name}")
     if sequence.camera is None:
         print("note: no intrinsics found: homography-only mode (no relative pose)")
-    summary = run_sequence(sequence, config, out, args.annotated, not args.no_progress)
+    from .model.weights import WeightsError
+
+    try:
+        summary = run_sequence(sequence, config, out, args.annotated, not args.no_progress)
+    except WeightsError as err:  # missing, corrupt or of another architecture: start-up error
+        print(f"dkp-slam: error: {err}", file=sys.stderr)
+        return 2
     print(f"\n{sequence.name} ({len(sequence)} frames) -> {out}/")
     print(format_summary(summary))
     if args.json:

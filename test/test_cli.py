@@ -7,6 +7,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from conftest import shared_data
 
@@ -93,6 +94,21 @@ def test_errors_are_one_clear_line(args, message):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bad_weight_files_are_one_line_and_exit_2(tmp_path):
+    """Missing, corrupt and foreign weight files are start-up errors naming the file (#15)."""
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 8)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    for path, message in [(tmp_path / "missing.pt", "not found"), (corrupt, "corrupt"),
+                          (foreign, "not a DKPNet weight file")]:
+        proc = dkp("demo", "--frames", "3", "--no-progress", "--output", tmp_path / "o",
+                   "--set", f"detector.dkp.weights={path}")
+        assert proc.returncode == 2, proc.stderr
+        assert str(path) in proc.stderr and message in proc.stderr
+        assert "Traceback" not in proc.stderr and "weights_only=False" not in proc.stderr
 
 
 def test_info_lists_detectors_and_defaults():

@@ -48,7 +48,10 @@ def read_weights(path: Optional[str | Path] = None) -> tuple[dict, dict]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors all mean "unreadable"
-        raise WeightsError(f"cannot read DKPNet weights {p}: {exc}") from exc
+        # torch's own message may advise weights_only=False, which is wrong for a corrupt file
+        raise WeightsError(f"cannot read DKPNet weights {p}: corrupt or not a PyTorch weight "
+                           f"file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+                           ) from exc
     if isinstance(ckpt, dict) and "state_dict" in ckpt and "conf" in ckpt:
         return dict(ckpt["conf"]), ckpt["state_dict"]
     if isinstance(ckpt, dict) and "model" in ckpt and "model_conf" in ckpt:
