@@ -9,6 +9,7 @@ Normalised coordinates are ``x = (u - cx) / fx``, ``y = (v - cy) / fy`` after un
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -101,6 +102,79 @@ class Camera:
                               f"got {self.dist.size}")
         if self.model == "equidistant" and self.dist.size != 4:
             raise CameraError(f"equidistant model needs 4 coefficients, got {self.dist.size}")
+
+    #: Focal lengths outside ``[MIN, MAX] x max(width, height)`` are implausible (a 200 deg
+    #: fisheye has about 0.3, a 2 deg telephoto about 30).
+    FOCAL_RANGE = (0.1, 50.0)
+    #: Distortion round trip (undistort, then distort) error allowed over the image (pixels).
+    ROUND_TRIP_PX = 0.5
+    #: Allowed undistorted / distorted radius at the image border (a 170 deg fisheye: ~10).
+    FOV_SCALE = (0.1, 20.0)
+
+    def implausible(self) -> Optional[str]:
+        """Why these intrinsics cannot describe a real camera of this image size, or None.
+
+        Checks that the principal point lies inside the image, that the focal lengths are
+        within :attr:`FOCAL_RANGE` of the image size and within a factor 5 of each other, and
+        that the distortion model is invertible over the whole image: every border pixel
+        undistorts to a finite point that distorts back to within :attr:`ROUND_TRIP_PX`, the
+        undistorted radius at the border is within :attr:`FOV_SCALE` of the distorted one, and
+        along the rays to the corners and edge midpoints the distorted radius grows with the
+        undistorted one (no fold-over).
+        """
+        w, h = self.width, self.height
+        if not (0.0 <= self.cx <= w and 0.0 <= self.cy <= h):
+            return (f"principal point ({self.cx:g}, {self.cy:g}) is outside the {w}x{h} "
+                    f"image")
+        lo, hi = (k * max(w, h) for k in self.FOCAL_RANGE)
+        for name, f in (("fx", self.fx), ("fy", self.fy)):
+            if not lo <= f <= hi:
+                return (f"{name}={f:g} is outside [{lo:g}, {hi:g}] px "
+                        f"({self.FOCAL_RANGE[0]:g}-{self.FOCAL_RANGE[1]:g} x the larger image "
+                        f"side)")
+        if not 0.2 <= self.fx / self.fy <= 5.0:
+            return f"fx/fy = {self.fx / self.fy:g} is outside [0.2, 5]"
+        if not self.has_distortion:
+            return None
+        n = 33
+        t = np.linspace(0.0, 1.0, n)
+        border = np.concatenate([np.stack([t * (w - 1), np.zeros(n)], 1),
+                                 np.stack([t * (w - 1), np.full(n, h - 1.0)], 1),
+                                 np.stack([np.zeros(n), t * (h - 1)], 1),
+                                 np.stack([np.full(n, w - 1.0), t * (h - 1)], 1)])
+        with np.errstate(all="ignore"):
+            xy = self.undistort_points(border)
+            if not np.all(np.isfinite(xy)):
+                return f"the {self.model} distortion {self.dist.tolist()} cannot be inverted " \
+                       f"at the image border"
+            back = self.project(np.concatenate([xy, np.ones((len(xy), 1))], 1))
+            err = float(np.max(np.linalg.norm(back - border, axis=1)))
+            if not np.isfinite(err) or err > self.ROUND_TRIP_PX:
+                return (f"the {self.model} distortion {self.dist.tolist()} is not invertible "
+                        f"over the image (undistort + distort misses a border pixel by "
+                        f"{err:.3g} px)")
+            # a plausible lens neither shrinks nor stretches the field of view by 10x or more
+            r_d = np.linalg.norm((border - [self.cx, self.cy]) / [self.fx, self.fy], axis=1)
+            far = r_d > 0.05 * r_d.max()
+            ratio = np.linalg.norm(xy, axis=1)[far] / r_d[far]
+            lo, hi = self.FOV_SCALE
+            if ratio.size and not (lo <= ratio.min() and ratio.max() <= hi):
+                return (f"the {self.model} distortion {self.dist.tolist()} scales the image "
+                        f"border by {ratio.min():.3g}-{ratio.max():.3g} (undistorted / "
+                        f"distorted radius), outside [{lo:g}, {hi:g}]")
+            # fold-over: along rays to the corners and edge midpoints the distorted radius
+            # must keep growing up to the border
+            c = np.array([self.cx, self.cy])
+            ends = [0, n - 1, n, 2 * n - 1, n // 2, n + n // 2, 2 * n + n // 2, 3 * n + n // 2]
+            s_ = np.linspace(0.0, 1.0, 200)[1:, None]
+            for k in ends:
+                ray = s_ * xy[k]
+                px = self.project(np.concatenate([ray, np.ones((len(ray), 1))], 1))
+                radius = np.linalg.norm(px - c, axis=1)
+                if not np.all(np.isfinite(radius)) or np.any(np.diff(radius) <= 0):
+                    return (f"the {self.model} distortion {self.dist.tolist()} folds over "
+                            f"inside the image (not invertible)")
+        return None
 
     # ------------------------------------------------------------------ properties
     @property

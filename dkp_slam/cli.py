@@ -155,7 +155,7 @@ def main(argv: Optional[Seq[str]] = None) -> int:
 
 
 def _run(sequence, config: FrontEndConfig, args) -> int:
-    from .runner import format_summary, run_sequence
+    from .runner import format_summary, nothing_processed, run_sequence
 
     out = Path(args.output or Path("outputs") / f"{sequence.name}_{config.detector.name}")
     if sequence.camera is None:
@@ -173,6 +173,10 @@ def _run(sequence, config: FrontEndConfig, args) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text((out / "summary.json").read_text())
         print(f"summary JSON: {args.json}")
+    failed = nothing_processed(summary)
+    if failed:
+        print(f"dkp-slam: error: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any, Optional
 from .camera import DISTORTION_MODELS, Camera, CameraError
 from .config import ConfigError, FrontEndConfig, flatten
 from .settings import READ_ONLY, REBUILD, RUNTIME, Spec, markdown_table, setting, specs
+from .timeline import TimeConfig
 
 #: Default node name (``ros2 run dkp_slam frontend_node`` and the launch file).
 NODE_NAME = "frontend"
@@ -121,6 +122,7 @@ class NodeConfig:
     publish_tf: bool = setting(False, "broadcast odom -> camera on TF (needs tf2_ros)",
                                policy=RUNTIME)
     debug_image: DebugImageConfig = field(default_factory=DebugImageConfig)
+    time: TimeConfig = field(default_factory=TimeConfig)
     max_image_pixels: int = setting(4096 * 4096, "larger images are rejected before decoding",
                                     range=(256, 16384 * 16384), policy=RUNTIME)
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics", range=(0.05, 60.0),
@@ -202,10 +204,14 @@ def camera_from_parameters(conf: CameraParamsConfig) -> Camera:
     dist = [float(v) for v in conf.d]
     model = conf.distortion_model if any(dist) else "none"
     try:
-        return Camera(int(conf.width), int(conf.height), float(conf.fx), float(conf.fy),
-                      float(conf.cx), float(conf.cy), model, dist if any(dist) else [])
+        camera = Camera(int(conf.width), int(conf.height), float(conf.fx), float(conf.fy),
+                        float(conf.cx), float(conf.cy), model, dist if any(dist) else [])
     except CameraError as err:
         raise ConfigError(f"node.camera.*: {err}") from err
+    problem = camera.implausible()
+    if problem:
+        raise ConfigError(f"node.camera.*: implausible intrinsics: {problem}")
+    return camera
 
 
 if __name__ == "__main__":

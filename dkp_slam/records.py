@@ -48,6 +48,9 @@ class NodeStatus(str, Enum):
     INPUT_ERROR = "INPUT_ERROR"
     #: processing raised an unexpected exception (counted as ``errors``)
     ERROR = "ERROR"
+    #: time jumped back beyond ``node.time.reset_backwards_s``: tracking restarts with this
+    #: frame, which is processed next (counted as ``stamp_resets``)
+    TIME_RESET = "TIME_RESET"
 
     @property
     def frame_processed(self) -> bool:

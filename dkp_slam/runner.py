@@ -41,7 +41,9 @@ def run_sequence(sequence: FrameSource, config: FrontEndConfig, output_dir: str 
     ``sequence`` is a :class:`~dkp_slam.sequence.Sequence` or any other
     :class:`~dkp_slam.sequence.FrameSource` (frames are consumed one at a time).
     Unreadable files and unusable images (:class:`~dkp_slam.image.ImageError`) are counted in
-    the summary as ``skipped_frames`` (with reasons under ``skipped``) and do not stop the run.
+    the summary as ``skipped_frames`` (with reasons under ``skipped``) and do not stop the run;
+    a frame with :attr:`~dkp_slam.sequence.Frame.restart` resets the tracker first (listed
+    under ``restarts``).
     Returns the summary dict.
     """
     out = Path(output_dir)
@@ -51,12 +53,17 @@ def run_sequence(sequence: FrameSource, config: FrontEndConfig, output_dir: str 
     annotate = set(np.linspace(1, n - 1, n_annotated).round().astype(int).tolist()) if n > 1 \
         else set()
     history = TrackHistory()
-    records, skipped = [], []
+    records, skipped, restarts = [], [], []
     odometry = OdometryChain()  # the covariance the node publishes on ~/odometry
     processing = 0.0
     for frame in tqdm(sequence.frames(), total=n, desc=sequence.name, unit="frame",
                       disable=not progress):
         i = frame.index
+        if frame.restart:  # a new time segment: nothing before it is a reference
+            frontend.reset()
+            odometry.restart()
+            history = TrackHistory()
+            restarts.append({"frame": i, "reason": frame.restart})
         try:
             image, order = frame.load()
             t0 = time.perf_counter()
@@ -80,9 +87,22 @@ def run_sequence(sequence: FrameSource, config: FrontEndConfig, output_dir: str 
     info = sequence.describe()
     summary.update(sequence=sequence.name, source=str(info.get("path", "")),
                    skipped_frames=len(skipped), skipped=skipped[:20],
+                   restarts=restarts[:20],
                    has_ground_truth=gt is not None, input=info, config=config.to_dict())
     write_outputs(out, sequence.name, records, gt, summary, errors)
     return summary
+
+
+def nothing_processed(summary: dict) -> Optional[str]:
+    """The CLI's error line when a run processed no frame although the input had some (every
+    one unreadable or rejected), with the first reasons; None otherwise. ``dkp-slam run`` and
+    ``bag-eval`` then exit 1 after writing their outputs."""
+    skipped = summary.get("skipped_frames", 0)
+    if summary.get("frames", 0) or not skipped:
+        return None
+    reasons = "; ".join(dict.fromkeys(k["reason"] for k in summary.get("skipped", [])[:20]))
+    return (f"none of the {skipped} frames could be processed (first reasons: {reasons[:500]}); "
+            f"see {summary.get('sequence', '')} summary.json")
 
 
 def write_outputs(out: Path, name: str, records: list[FrameRecord], gt: Optional[np.ndarray],

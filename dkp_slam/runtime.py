@@ -19,6 +19,8 @@ from typing import Any, Generic, Optional, TypeVar
 
 import numpy as np
 
+from .timeline import TIME_COUNTERS
+
 
 T = TypeVar("T")
 
@@ -91,11 +93,14 @@ class NodeStats:
     in the mailbox while the worker was busy), ``dropped_queue`` (lost before the callback,
     see :class:`SequenceGaps`), ``invalid_images``, ``invalid_camera_info``,
     ``waiting_for_camera_info`` (frames skipped before the first CameraInfo), ``errors``
-    (unexpected exceptions while processing).
+    (unexpected exceptions while processing), and the stamp counters of
+    :data:`dkp_slam.timeline.TIME_COUNTERS` (rejected stamps, time resets, frames the stamps
+    show were lost before they reached the node).
     """
 
     COUNTERS = ("received", "processed", "dropped", "dropped_busy", "dropped_queue",
-                "invalid_images", "invalid_camera_info", "waiting_for_camera_info", "errors")
+                "invalid_images", "invalid_camera_info", "waiting_for_camera_info", "errors",
+                *TIME_COUNTERS)
 
     def __init__(self, window: int = 100) -> None:
         self._lock = threading.Lock()

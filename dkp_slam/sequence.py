@@ -27,11 +27,14 @@ class Frame:
             order for colour images); raises :class:`~dkp_slam.image.ImageError` or
             :class:`OSError` with the reason when the frame is unusable (the runner then counts
             it as skipped).
+        restart: why the tracker must restart before this frame (a jump back in time, see
+            :mod:`dkp_slam.timeline`); empty for a frame that continues the sequence.
     """
 
     index: int
     stamp: float
     load: Callable[[], tuple[np.ndarray, str]]
+    restart: str = ""
 
 
 class FrameSource(Protocol):

@@ -175,7 +175,7 @@ def test_bag_eval_gives_the_metrics_of_run(tmp_path, bags):
 
 # ---------------------------------------------------------------------- robustness
 def test_corrupt_messages_encodings_and_time_problems_are_counted(tmp_path, kitti):
-    ns = _ns(kitti.stamps)
+    ns = _ns(kitti.stamps + 10.0)
     path = tmp_path / "bad"
     with BagWriter(path) as b:
         for i in range(12):
@@ -196,6 +196,10 @@ def test_corrupt_messages_encodings_and_time_problems_are_counted(tmp_path, kitt
                 msg.header.stamp = b.header(int(ns[7]), "cam").stamp  # duplicate stamp
             if i == 9:
                 msg.data = msg.data[:1000]  # data shorter than step x height
+            if i == 10:
+                msg.header.stamp = b.header(0, "cam").stamp  # not stamped
+            if i == 11:
+                msg.header.stamp = b.header(1, "cam").stamp  # 10.9 s back: a restart
             b.write("/cam/image_raw", t, msg)
             b.write("/ground_truth/pose", t, b.pose_stamped(kitti.gt_poses[i], t, "world"))
     calib = tmp_path / "camera_info.yaml"
@@ -205,17 +209,21 @@ def test_corrupt_messages_encodings_and_time_problems_are_counted(tmp_path, kitt
     c = s["input"]["counters"]
     assert c["images"] == 12 and c["corrupt"] == 1 and c["unsupported_encoding"] == 1
     assert c["stamp_backwards"] == 1 and c["stamp_duplicate"] == 1
+    assert c["stamp_invalid"] == 1 and c["stamp_resets"] == 1
     assert c["invalid_image"] == 1 and c["camera_info_missing"] == 0
-    assert s["frames"] == 7 and s["skipped_frames"] == 5
-    assert sorted(k["frame"] for k in s["skipped"]) == [3, 5, 6, 8, 9]
-    assert s["has_ground_truth"] and s["tracked_fraction"] > 0.8
+    assert s["frames"] == 6 and s["skipped_frames"] == 6
+    assert sorted(k["frame"] for k in s["skipped"]) == [3, 5, 6, 8, 9, 10]
+    assert [r["frame"] for r in s["restarts"]] == [11]
+    assert "jumped back" in s["restarts"][0]["reason"]
+    assert s["status_counts"]["INITIALISING"] == 2  # the first frame and the restart
+    assert s["has_ground_truth"] and s["tracked_fraction"] >= 0.8
     assert s["input"]["camera_source"].startswith("calibration file")
     assert "stamp_backwards" in (tmp_path / "out" / "report.md").read_text()
 
     # Without intrinsics anywhere: counted, homography-only, still a complete run.
     s = evaluate_bag(path, FrontEndConfig(), tmp_path / "nocam", progress=False)
     assert s["input"]["counters"]["camera_info_missing"] == 1
-    assert s["frames"] == 7 and s["input"]["camera_source"].startswith("none")
+    assert s["frames"] == 6 and s["input"]["camera_source"].startswith("none")
 
 
 def test_truncated_bag_file_is_refused_with_one_line(tmp_path, bags):

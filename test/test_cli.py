@@ -139,3 +139,26 @@ def test_corrupt_and_unusable_frames_are_skipped_and_counted(tmp_path):
     reasons = " ".join(s["reason"] for s in summary["skipped"])
     assert "03.png" in reasons and "smaller than" in reasons
     assert "skipped frames              2" in proc.stdout
+
+
+def test_a_run_that_processes_no_frame_fails(tmp_path):
+    """3 corrupt PNGs and a damaged JPEG: every frame skipped -> exit 1 with the reasons on
+    stderr (the outputs are still written)."""
+    rng = np.random.default_rng(2)
+    base = (rng.random((240, 320)) * 255).astype(np.uint8)
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    png = cv2.imencode(".png", base)[1].tobytes()
+    for i in range(3):
+        (folder / f"{i:02d}.png").write_bytes(png[: len(png) // 2])
+    jpeg = bytearray(cv2.imencode(".jpg", base)[1].tobytes())
+    jpeg[len(jpeg) // 2:len(jpeg) // 2 + 400] = rng.integers(0, 256, 400, np.uint8).tobytes()
+    (folder / "03.jpg").write_bytes(bytes(jpeg))
+    proc = dkp("run", folder, "--output", tmp_path / "o", "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("dkp-slam: error: none of the 4 frames could be processed")
+    assert "00.png" in line and "Traceback" not in proc.stderr
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["frames"] == 0 and summary["skipped_frames"] == 4
+    assert any("03.jpg" in k["reason"] and "libjpeg" in k["reason"] for k in summary["skipped"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from conftest import shared_data
 
 from dkp_slam.camera import Camera, CameraError
 from dkp_slam.image import ImageError, to_gray_uint8
@@ -244,3 +245,66 @@ def test_not_an_array_raises() -> None:
 
 def test_image_error_is_value_error() -> None:
     assert issubclass(ImageError, ValueError)
+
+
+@pytest.mark.parametrize("args, words", [
+    (dict(cx=1e7), "principal point"),
+    (dict(cy=-5.0), "principal point"),
+    (dict(fx=1e-3, fy=1e-3), "fx=0.001 is outside"),
+    (dict(fx=1e6, fy=1e6), "outside [64, 32000]"),
+    (dict(fy=50_000 / 7), "fx/fy"),
+    (dict(model="radtan", dist=[1e6, 0, 0, 0, 0]), "scales the image border"),
+    (dict(model="radtan", dist=[-0.5, 0, 0, 0, 0]), "not invertible"),
+])
+def test_implausible_intrinsics_are_named(args, words):
+    base = dict(width=640, height=480, fx=500.0, fy=500.0, cx=320.0, cy=240.0)
+    problem = Camera(**{**base, **args}).implausible()
+    assert problem is not None and words in problem, problem
+
+
+@pytest.mark.parametrize("camera", [
+    Camera(1226, 370, 707.09, 707.09, 601.89, 183.11),  # KITTI
+    Camera(752, 480, 458.654, 457.296, 367.215, 248.375, "radtan",
+           [-0.28340811, 0.07395907, 0.00019359, 1.76187114e-05]),  # EuRoC
+    Camera(640, 480, 517.3, 516.5, 318.6, 255.3, "radtan",
+           [0.2624, -0.9531, -0.0054, 0.0026, 1.1633]),  # TUM fr1
+    Camera(640, 480, 300.0, 300.0, 320.0, 240.0, "equidistant", [-0.01, 0.05, -0.04, 0.01]),
+    Camera(640, 480, 400.0, 400.0, 320.0, 240.0, "radtan",
+           [2.0, 0.5, 0.0, 0.0, 0.01, 2.3, 0.7, 0.05]),  # rational, strong
+])
+def test_real_cameras_are_plausible(camera):
+    assert camera.implausible() is None
+
+
+def _damaged_jpeg(seed: int = 0) -> tuple[np.ndarray, bytes]:
+    image = cv2.imread(str(shared_data("homography", "oxford", "graf", "1.png")))
+    data = bytearray(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    mid = len(data) // 2
+    data[mid:mid + 400] = np.random.default_rng(seed).integers(0, 256, 400, np.uint8).tobytes()
+    return image, bytes(data)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_damaged_jpeg_is_an_image_error_not_grey_blocks(seed):
+    from dkp_slam.image import ImageError, decode_compressed
+
+    image, damaged = _damaged_jpeg(seed)
+    assert cv2.imdecode(np.frombuffer(damaged, np.uint8), cv2.IMREAD_UNCHANGED) is not None
+    with pytest.raises(ImageError, match="libjpeg: Corrupt JPEG data"):
+        decode_compressed(damaged)
+    good = cv2.imencode(".jpg", image)[1]
+    assert decode_compressed(good).shape == image.shape
+    png = cv2.imencode(".png", image)[1]
+    np.testing.assert_array_equal(decode_compressed(png), image)
+
+
+def test_stderr_of_other_writers_is_kept_during_a_decode(capfd):
+    import os
+
+    from dkp_slam.image import _stderr_captured
+
+    with _stderr_captured() as lines:
+        os.write(2, b"from C\n")
+    assert lines == ["from C"]
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"

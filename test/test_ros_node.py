@@ -286,13 +286,15 @@ def test_malformed_messages_are_reported_and_skipped(ros, kitti, io, node):
     seq, images = kitti
     good = array_to_image(images[34], header(float(seq.stamps[34])), "mono8")
     bad = []
+    # fresh stamps between the last frame sent (33) and the next (34): only the pixels are bad
+    stamps = iter(float(seq.stamps[33]) + 0.01 * k for k in range(1, 9))
     for change in [dict(encoding="yuv422_odd"), dict(step=good.step - 1),
                    dict(height=0, width=0, step=0), dict(height=100000, width=100000)]:
-        msg = array_to_image(images[34], header(float(seq.stamps[34])), "mono8")
+        msg = array_to_image(images[34], header(next(stamps)), "mono8")
         for k, v in change.items():
             setattr(msg, k, v)
         bad.append(msg)
-    short = array_to_image(images[34], header(1.0), "mono8")
+    short = array_to_image(images[34], header(next(stamps)), "mono8")
     short.data = short.data[:-10]  # data size does not match step x height
     bad.append(short)
     before = dict(node.stats.counters)
@@ -301,18 +303,30 @@ def test_malformed_messages_are_reported_and_skipped(ros, kitti, io, node):
         io["image"].publish(msg)
         n = node.stats.counters["invalid_images"]
         assert wait_for(lambda: node.stats.counters["invalid_images"] > n, 5)
+    implausible = []
+    for field, index, value in (("k", 5, 1e7), ("d", 0, 1e6), ("k", 0, 1e-3)):
+        info = camera_info(seq.camera)
+        info.distortion_model, info.d = "plumb_bob", [0.0] * 5
+        getattr(info, field)[index] = value
+        if field == "k" and value < 1:
+            info.k[4] = value
+        implausible.append(info)
     nan_info = camera_info(seq.camera)
     nan_info.k[0] = float("nan")
-    io["camera_info"].publish(nan_info)
-    assert wait_for(lambda: node.stats.counters["invalid_camera_info"] >
-                    before["invalid_camera_info"], 5)
+    for info in [nan_info, *implausible]:
+        n = node.stats.counters["invalid_camera_info"]
+        io["camera_info"].publish(info)
+        assert wait_for(lambda: node.stats.counters["invalid_camera_info"] > n, 5)
     assert node.stats.counters["invalid_images"] == before["invalid_images"] + len(bad)
-    assert wait_for(lambda: len(io["status"]) >= statuses + len(bad) + 1, 5)
+    n_bad = len(bad) + 1 + len(implausible)
+    assert wait_for(lambda: len(io["status"]) >= statuses + n_bad, 5)
     reports = [json.loads(m.data) for m in io["status"].messages[statuses:]]
-    assert sum(r["status"] == "INPUT_ERROR" for r in reports) == len(bad) + 1
+    assert sum(r["status"] == "INPUT_ERROR" for r in reports) == n_bad
     reasons = " ".join(r["message"] for r in reports)
-    for words in ("unsupported encoding", "step", "zero-size", "max_image_pixels", "NaN"):
-        assert words in reasons
+    for words in ("unsupported encoding", "step", "zero-size", "max_image_pixels", "NaN",
+                  "principal point (601.89, 1e+07) is outside", "scales the image border",
+                  "fx=0.001 is outside"):
+        assert words in reasons, words
     # Still alive, camera unchanged, next good frame processed and tracked.
     assert node.frontend.camera.fx == pytest.approx(seq.camera.fx)
     _publish_and_wait(io, node, images[34], float(seq.stamps[34]))
@@ -391,7 +405,7 @@ def test_compressed_transport_waits_for_camera_info_then_runs_homography_only(ro
         uncalibrated.k = [0.0] * 9
         info_pub.publish(uncalibrated)
         assert wait_for(lambda: node._camera_known, 5)
-        for i in range(3):
+        for i in range(1, 4):  # frame 0 was skipped: waiting for CameraInfo
             n = len(features)
             pub.publish(jpeg(i))
             assert wait_for(lambda: len(features) > n, 10)
@@ -400,9 +414,16 @@ def test_compressed_transport_waits_for_camera_info_then_runs_homography_only(ro
         assert len(dec) > 100 and np.isnan(dec.normalised).all() and not cloud.is_dense
         last = json.loads(status.last().data)
         assert last["model"] == "homography_only" and last["status"] == "OK"
-        pub.publish(jpeg(3, cv2.imencode(".jpg", images[3])[1].tobytes()[:500]))
+        pub.publish(jpeg(4, cv2.imencode(".jpg", images[4])[1].tobytes()[:500]))
         assert wait_for(lambda: node.stats.counters["invalid_images"] == 1, 5)
         assert "corrupt" in node.stats.last_problem
+        damaged = bytearray(jpeg(5).data)  # decodable, but 400 bytes in the middle changed
+        mid = len(damaged) // 2
+        damaged[mid:mid + 400] = np.random.default_rng(0).integers(0, 256, 400, np.uint8).tobytes()
+        pub.publish(jpeg(5, bytes(damaged)))
+        assert wait_for(lambda: node.stats.counters["invalid_images"] == 2, 5)
+        assert "libjpeg: Corrupt JPEG data" in node.stats.last_problem
+        assert node.stats.status_counts["FEW_MATCHES"] == 0  # not a tracking failure
     finally:
         ros.remove_node(node)
 
@@ -477,7 +498,7 @@ def test_status_messages_follow_the_documented_schema(ros, kitti):
         bad.encoding = "yuv422_odd"
         pub.publish(bad)
         assert wait_for(lambda: len(status) >= 2, 10)
-        for i in (1, 2):
+        for i in (2, 3):  # (frame 1's stamp was taken by the bad image)
             n = len(status)
             pub.publish(array_to_image(images[i], header(float(seq.stamps[i])), "mono8"))
             assert wait_for(lambda: len(status) > n, 10)
@@ -499,3 +520,54 @@ def test_status_messages_follow_the_documented_schema(ros, kitti):
     assert {"WAITING_FOR_CAMERA_INFO", "INPUT_ERROR", "INITIALISING", "OK"} <= set(kinds)
     assert kinds["OK"].frame.index == 1 and kinds["OK"].frame.keypoints > 100
     assert set(NodeStatus) >= {NodeStatus(s.value) for s in TrackingStatus}
+
+
+def test_time_policy_over_dds(ros, kitti):
+    """Bad stamps are rejected with their own counters and INPUT_ERROR, a large jump back
+    restarts tracking (TIME_RESET, then the frame is processed), odometry stamps never go
+    backwards within a time segment, and a gap in the stamps counts frames missing upstream."""
+    seq, images = kitti
+    ns = f"{NS}/time"
+    node = ros.add_node(FrontEndNode(context=ros.context, namespace=ns, parameter_overrides=[
+        Parameter("node.qos.reliability", value="reliable"),
+        Parameter("node.camera.source", value="none"),
+        Parameter("detector.name", value="orb")]))
+    try:
+        status = ros.subscribe(String, f"{ns}/frontend/status")
+        odometry = ros.subscribe(Odometry, f"{ns}/frontend/odometry")
+        pub = ros.publisher(Image, f"{ns}/image")
+        assert wait_for(lambda: status.subscription.get_publisher_count() > 0, 10)
+
+        def send(i, sec, nanosec=0):
+            h = header(0.0)
+            h.stamp.sec, h.stamp.nanosec = sec, nanosec
+            n = len(status)
+            pub.publish(array_to_image(images[i], h, "mono8"))
+            assert wait_for(lambda: len(status) > n, 10)
+            return json.loads(status.messages[n].data)
+
+        period = 100_000_000  # 10 Hz
+        for k in range(7):
+            send(k, 1000, k * period)
+        bad = [((1000, 2 * period), "stamp_backwards"), ((1000, 6 * period), "stamp_duplicate"),
+               ((1000, 5 * period + 1), "stamp_backwards"), ((-3, 0), "stamp_invalid"),
+               ((1000, 2_500_000_000), "stamp_invalid"), ((0, 0), "stamp_invalid")]
+        for (sec, nsec), counter in bad:
+            before = node.stats.counters[counter]
+            reply = send(7, sec, nsec)
+            assert reply["status"] == "INPUT_ERROR" and "frame skipped" in reply["message"]
+            assert node.stats.counters[counter] == before + 1, counter
+        assert node.stats.counters["processed"] == 7
+        send(7, 1000, 9 * period)  # two frames missing upstream
+        assert node.stats.counters["frames_missing_upstream"] == 2
+        reply = send(8, 500)  # the source restarted, 500.9 s earlier
+        assert reply["status"] == "TIME_RESET" and "jumped back 500.900 s" in reply["message"]
+        assert wait_for(lambda: json.loads(status.last().data)["status"] == "INITIALISING", 10)
+        assert node.stats.counters["stamp_resets"] == 1
+        send(9, 500, period)
+        assert wait_for(lambda: len(odometry) == 10, 10)
+        stamps = [(m.header.stamp.sec, m.header.stamp.nanosec) for m in odometry.messages]
+        assert stamps == [*((1000, k * period) for k in range(7)), (1000, 9 * period),
+                          (500, 0), (500, period)]  # one jump back, announced before it
+    finally:
+        ros.remove_node(node)

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _bag_eval(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..runner import format_summary
+    from ..runner import format_summary, nothing_processed
     from .eval import BagEvalOptions, evaluate_bag
 
     config = load_config(args.config, args.set)
@@ -139,6 +139,10 @@ def _bag_eval(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text((out / "summary.json").read_text())
         print(f"summary JSON: {args.json}")
+    failed = nothing_processed(summary)
+    if failed:
+        print(f"dkp-slam: error: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 

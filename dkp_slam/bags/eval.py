@@ -37,6 +37,7 @@ from ..messages.decode import (COMPRESSED_FORMATS, IMAGE_ENCODINGS, camera_from_
                           compressed_to_array, image_to_array, matrix_from_pose, stamp_to_ns)
 from ..interface import NODE_PREFIX, NodeConfig, camera_from_parameters
 from ..runtime import NodeStats
+from ..timeline import NS_PER_S, RESTART, TIME_COUNTERS, StampPolicy, TimeConfig
 from ..runner import run_sequence, write_outputs
 from ..sequence import Frame
 from ..tracking import TrackingStatus
@@ -45,9 +46,9 @@ from .reader import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPES, ODOME
                      BagError, BagReader, MessageError, RawMessage, read_pose_track)
 
 #: Counters of :class:`BagFrames` (``input.counters`` of the summary).
-COUNTERS = ("images", "corrupt", "unsupported_encoding", "invalid_image", "stamp_backwards",
-            "stamp_duplicate", "camera_info_messages", "camera_info_invalid",
-            "camera_info_changes", "camera_info_missing", "read_errors")
+COUNTERS = ("images", "corrupt", "unsupported_encoding", "invalid_image", *TIME_COUNTERS,
+            "camera_info_messages", "camera_info_invalid", "camera_info_changes",
+            "camera_info_missing", "read_errors")
 #: Words that mark a ground-truth topic when a bag has several pose topics.
 GT_HINTS = ("ground_truth", "groundtruth", "gt", "vicon", "leica", "mocap")
 
@@ -257,15 +258,18 @@ class BagFrames:
     Frames are read, deserialised and decoded one at a time while the runner asks for them.
     Rejected messages still yield a frame whose ``load()`` raises
     :class:`~dkp_slam.image.ImageError` with the reason, so the runner lists them as skipped;
-    the reason is also counted in :attr:`counters`. A frame whose stamp is not after the last
-    accepted one (time going backwards, or repeated) is rejected.
+    the reason is also counted in :attr:`counters`. Stamps go through the node's time policy
+    (:mod:`dkp_slam.timeline`, ``node.time.*`` of the parameters file): invalid, repeated and
+    slightly backward stamps are rejected, a jump back beyond ``reset_backwards_s`` restarts
+    the tracker.
     """
 
     def __init__(self, reader: BagReader, image_topic: str, camera: Optional[Camera],
                  camera_source: str, info_topic: Optional[str] = None,
                  ground_truth: Optional[GroundTruth] = None, gt_note: str = "",
                  options: BagEvalOptions = BagEvalOptions(), rectified: bool = False,
-                 max_image_pixels: int = 1 << 28) -> None:
+                 max_image_pixels: int = 1 << 28, time_config: Optional[TimeConfig] = None
+                 ) -> None:
         self.reader = reader
         self.image_topic = image_topic
         self.info_topic = info_topic
@@ -276,6 +280,7 @@ class BagFrames:
         self.options = options
         self.rectified = rectified
         self.max_image_pixels = max_image_pixels
+        self.time_config = time_config if time_config is not None else TimeConfig()
         self.name = reader.path.stem if reader.path.suffix else reader.path.name
         self.counters: dict[str, int] = {k: 0 for k in COUNTERS}
         self.counters["camera_info_missing"] = int(camera is None)
@@ -320,7 +325,7 @@ class BagFrames:
         topics = [self.image_topic] + ([self.info_topic] if self.info_topic else [])
         start = (self.reader.start_ns + int(o.start_s * 1e9)) if o.start_s > 0 else None
         t0 = time.perf_counter()
-        last_ns: Optional[int] = None
+        policy = StampPolicy(self.time_config)
         index = -1
         for raw in self.reader.messages(topics, start):
             if raw.topic != self.image_topic:
@@ -338,16 +343,17 @@ class BagFrames:
                 self.counters["corrupt"] += 1
                 yield Frame(index, raw.time_ns * 1e-9, _failing(ImageError(str(err))))
                 continue
-            stamp_ns = stamp_to_ns(msg.header.stamp) if o.stamps == "header" else raw.time_ns
-            if last_ns is not None and stamp_ns <= last_ns:
-                key = "stamp_duplicate" if stamp_ns == last_ns else "stamp_backwards"
-                self.counters[key] += 1
-                what = "repeats" if stamp_ns == last_ns else "goes back from"
-                yield Frame(index, stamp_ns * 1e-9, _failing(ImageError(
-                    f"stamp {stamp_ns * 1e-9:.9f} {what} the previous frame's "
-                    f"{last_ns * 1e-9:.9f}: frame skipped")))
+            if o.stamps == "header":
+                check = policy.check(msg.header.stamp.sec, msg.header.stamp.nanosec)
+            else:
+                check = policy.check(*divmod(raw.time_ns, NS_PER_S))
+            stamp_ns = check.stamp_ns
+            self.counters["frames_missing_upstream"] += check.missing
+            if check.counter:
+                self.counters[check.counter] += 1
+            if not check.accepted:
+                yield Frame(index, stamp_ns * 1e-9, _failing(ImageError(check.reason)))
                 continue
-            last_ns = stamp_ns
             try:
                 decoded = self._decode(msg, raw.msgtype)
             except ImageError as err:
@@ -355,7 +361,8 @@ class BagFrames:
                     self.counters["invalid_image"] += 1
                 yield Frame(index, stamp_ns * 1e-9, _failing(err))
                 continue
-            yield Frame(index, stamp_ns * 1e-9, lambda d=decoded: d)
+            yield Frame(index, stamp_ns * 1e-9, lambda d=decoded: d, check.reason
+                        if check.verdict == RESTART else "")
         self.counters["read_errors"] = len(self.reader.read_errors)
         self.wall_s = time.perf_counter() - t0
         self.rss_samples.append((index + 1, round(rss_mb(), 1)))
@@ -447,7 +454,7 @@ def evaluate_bag(path: str | Path, config: FrontEndConfig, output: str | Path,
                       f"none: no valid CameraInfo on {info_topic} (homography-only)")
         gt, gt_note = load_ground_truth(reader, o, calib[1] if calib else None)
         frames = BagFrames(reader, image_topic, camera, source, info_topic, gt, gt_note, o,
-                           rectified, node.max_image_pixels)
+                           rectified, node.max_image_pixels, node.time)
         frames.counters["camera_info_invalid"] += invalid
         summary = run_sequence(frames, config, out, n_annotated, progress)
     from .report import write_report

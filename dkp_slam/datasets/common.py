@@ -14,6 +14,7 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation
 
+from ..image import ImageError, decode_compressed
 from ..sequence import Sequence
 
 PathLike = Union[str, Path]
@@ -39,10 +40,15 @@ def read_image(path: PathLike) -> np.ndarray:
     dropped. Raises :class:`IOError` naming the file when it is missing or cannot be decoded.
     """
     path = Path(path)
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        why = "file does not exist" if not path.exists() else "OpenCV could not decode it"
-        raise IOError(f"cannot read image {path}: {why}")
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as err:
+        why = "file does not exist" if not path.exists() else err.strerror or str(err)
+        raise IOError(f"cannot read image {path}: {why}") from None
+    try:
+        img = decode_compressed(data)  # a damaged JPEG is an error, not grey blocks
+    except ImageError as err:
+        raise IOError(f"cannot read image {path}: {err}") from None
     if img.ndim == 3:
         if img.shape[2] == 4:
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..camera import DISTORTION_MODELS, Camera, CameraError
-from ..image import ImageError
+from ..image import ImageError, decode_compressed
 
 #: Raw encodings accepted on ``image``: numpy dtype, channels, channel order.
 IMAGE_ENCODINGS: dict[str, tuple[type, int, str]] = {
@@ -136,9 +136,10 @@ def compressed_to_array(msg: Any, max_pixels: int = 1 << 28
     if not compressed_image_complete(memoryview(data)):
         raise ImageError(f"corrupt compressed image ({msg.format!r}, {len(msg.data)} bytes): "
                          f"truncated, no end-of-image marker")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise ImageError(f"corrupt compressed image ({msg.format!r}, {len(msg.data)} bytes)")
+    try:
+        image = decode_compressed(data)
+    except ImageError as err:
+        raise ImageError(f"{err} ({msg.format!r})") from None
     return image, "bgr"
 
 
@@ -152,8 +153,10 @@ def camera_from_info(msg: Any, rectified: bool = False) -> Optional[Camera]:
     ``equidistant``. With ``rectified`` the 3x3 part of ``P`` is used without distortion.
 
     Raises:
-        CameraError: NaN/inf or implausible values, an unknown distortion model, skew,
-            binning or a region of interest (not supported).
+        CameraError: NaN/inf or implausible values (:meth:`Camera.implausible`: principal
+            point outside the image, focal lengths out of range, a distortion that is not
+            invertible over the image), an unknown distortion model, skew, binning or a region
+            of interest (not supported).
     """
     K = np.asarray(_field(msg, "k"), dtype=np.float64).reshape(3, 3)
     if rectified:
@@ -178,8 +181,12 @@ def camera_from_info(msg: Any, rectified: bool = False) -> Optional[Camera]:
                           f"plumb_bob, rational_polynomial, equidistant")
     if not np.any(dist):
         model, dist = "none", np.zeros(0)
-    return Camera(int(msg.width), int(msg.height), K[0, 0], K[1, 1], K[0, 2], K[1, 2], model,
-                  dist)
+    camera = Camera(int(msg.width), int(msg.height), K[0, 0], K[1, 1], K[0, 2], K[1, 2], model,
+                    dist)
+    problem = camera.implausible()
+    if problem:
+        raise CameraError(f"implausible CameraInfo: {problem}")
+    return camera
 
 
 # ---------------------------------------------------------------------- time and poses

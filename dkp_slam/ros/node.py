@@ -62,6 +62,7 @@ from ..interface import (CAMERA_INFO_TOPIC, COMPRESSED_IMAGE_TOPIC, DEBUG_IMAGE_
                         parameter_specs)
 from ..odometry import OdometryChain
 from ..runtime import LatestSlot, NodeStats, SequenceGaps
+from ..timeline import StampPolicy
 
 try:  # Optional: not on PyPI; present on a ROS 2 install.
     from tf2_ros import TransformBroadcaster
@@ -133,7 +134,10 @@ class FrontEndNode(Node):
         nc = self.node_config
 
         self.stats = NodeStats()
-        self._slot: LatestSlot[tuple[Any, float]] = LatestSlot()
+        self._slot: LatestSlot[tuple[Any, float, int]] = LatestSlot()
+        self._stamps = StampPolicy(nc.time)  # executor thread only
+        self._segment = 0  # the worker's time segment (StampPolicy.segment)
+        self._missing_reported = 0  # frames_missing_upstream at the last diagnostics
         self._odometry = OdometryChain()
         self._sequence_gaps = SequenceGaps()
         self._history = TrackHistory()
@@ -252,7 +256,15 @@ class FrontEndNode(Node):
             if lost:
                 self.stats.count("dropped_queue", lost)
                 self.stats.count("dropped", lost)
-        if self._slot.put((msg, time.perf_counter())):
+        stamp = msg.header.stamp
+        check = self._stamps.check(stamp.sec, stamp.nanosec)
+        if check.missing:
+            self.stats.count("frames_missing_upstream", check.missing)
+        if check.counter:  # rejected, or a jump back in time announced before the frame
+            self._problem(check.counter, check.reason, msg.header)
+            if not check.accepted:
+                return
+        if self._slot.put((msg, time.perf_counter(), self._stamps.segment)):
             self.stats.count("dropped_busy")
             self.stats.count("dropped")
 
@@ -302,6 +314,7 @@ class FrontEndNode(Node):
         else:
             self.get_logger().warning(text, **kwargs)
         status = (NodeStatus.WAITING_FOR_CAMERA_INFO if counter == "waiting_for_camera_info"
+                  else NodeStatus.TIME_RESET if counter == "stamp_resets"
                   else NodeStatus.ERROR if error else NodeStatus.INPUT_ERROR)
         stamp = stamp_to_seconds(header.stamp) if header is not None else None
         self._pub_status.publish(status_msg(
@@ -345,6 +358,7 @@ class FrontEndNode(Node):
         if node_params:
             merged = {**self.node_config.flat(), **node_params}
             self.node_config = NodeConfig.from_flat(merged)
+            self._stamps.config = self.node_config.time  # read by the next callback
         core = {k: v for k, v in params.items() if not k.startswith(NODE_PREFIX)}
         if not core:
             return
@@ -385,7 +399,11 @@ class FrontEndNode(Node):
             return compressed_to_array(msg, limit)
         return image_to_array(msg, limit)
 
-    def _process(self, msg: Image | CompressedImage, t_received: float) -> None:
+    def _process(self, msg: Image | CompressedImage, t_received: float, segment: int) -> None:
+        if segment != self._segment:  # time jumped back (announced by the callback)
+            self._segment = segment
+            self.frontend.reset()
+            self._restarted("time jumped back")
         try:
             image, order = self._decode(msg)
         except ImageError as err:
@@ -451,6 +469,13 @@ class FrontEndNode(Node):
         s = self.stats.snapshot()
         last = s["last"]
         period = self.node_config.diagnostics_period_s
+        missing_now = s["frames_missing_upstream"] - self._missing_reported
+        self._missing_reported = s["frames_missing_upstream"]
+        period_s = self._stamps.period_s
+        # clock 0: use_sim_time without /clock yet, nothing to compare with
+        clock_ns, last_ns = self.get_clock().now().nanoseconds, self._stamps.last_ns
+        clock_offset_s = ((clock_ns - last_ns) * 1e-9 if clock_ns > 0 and last_ns is not None
+                          else float("nan"))
         status = last.get("status", "")
         level, message = DiagnosticStatus.OK, f"{status}: {last.get('message', '')}"
         if s["error_age_s"] < 2 * period + 1 or status == "LOST":
@@ -463,6 +488,14 @@ class FrontEndNode(Node):
             level, message = DiagnosticStatus.WARN, f"no frame processed yet (waiting for {topic})"
         elif s["idle_s"] > max(5 * period, 2.0):
             level, message = DiagnosticStatus.WARN, f"no frame for {s['idle_s']:.1f} s"
+        elif missing_now:
+            level, message = DiagnosticStatus.WARN, (
+                f"{missing_now} frames missing upstream since the last report (gaps in the "
+                f"image stamps against the camera period of {period_s * 1e3:.1f} ms)")
+        elif abs(clock_offset_s) > CLOCK_OFFSET_WARN_S:
+            level, message = DiagnosticStatus.WARN, (
+                f"image stamps are {clock_offset_s:.1f} s behind the node clock: replaying a "
+                f"bag? start the node with use_sim_time:=true and play the bag with --clock")
         elif status == "FEW_MATCHES":
             level = DiagnosticStatus.WARN
         cam = self.frontend.camera
@@ -472,6 +505,8 @@ class FrontEndNode(Node):
             "keypoints": last.get("keypoints", 0), "inliers": last.get("inliers", 0),
             **{k: s[k] for k in NodeStats.COUNTERS},
             "pending_frames": self._slot.pending,
+            "frame_period_ms": period_s * 1e3,
+            "stamp_behind_clock_s": clock_offset_s,
             "detector": self.frontend.config.detector.name,
             "camera": (f"{cam.width}x{cam.height} {cam.model}" if cam is not None
                        else "none (homography-only)"),
@@ -492,6 +527,9 @@ class FrontEndNode(Node):
                 self._worker.join(timeout=5.0)
         super().destroy_node()
 
+
+#: /diagnostics warns when image stamps and the node clock differ by more than this (s).
+CLOCK_OFFSET_WARN_S = 30.0
 
 #: Longest time a stop request (SIGINT / SIGTERM) waits for the executor to notice it.
 STOP_POLL_S = 0.1
