@@ -6,10 +6,10 @@ Every frame's stamp (``sec``, ``nanosec`` of its header, or a bag's receive time
 
 - ``accept``: the stamp is after the last accepted one.
 - ``invalid`` (counter ``stamp_invalid``): negative ``sec``, ``nanosec`` outside
-  ``[0, 1e9)``, or exactly 0 after other stamps (a glitch, or a driver that does not stamp)
-  unless ``time.accept_zero``. A *first* stamp of 0 is accepted: datasets' clocks (KITTI,
-  synthetic sequences, bags made from them) start there; a driver that never stamps then has
-  every later frame rejected as a duplicate.
+  ``[0, 1e9)``, or exactly 0 after other stamps. A *first* stamp of 0 is accepted: datasets'
+  clocks (KITTI, synthetic sequences, bags made from them) start there; a driver that never
+  stamps has every later frame rejected as a duplicate. With ``time.restamp_zero`` the callers
+  give frames stamped 0 the time they were received (:func:`restamped`) before the check.
 - ``duplicate`` (``stamp_duplicate``): the last accepted frame's stamp again.
 - ``backwards`` (``stamp_backwards``): before the last accepted stamp by less than
   ``time.reset_backwards_s``: out-of-order delivery or a glitch; the frame is rejected.
@@ -37,6 +37,9 @@ import numpy as np
 from .settings import RUNTIME, setting
 
 NS_PER_S = 1_000_000_000
+#: Added to the reasons for frames stamped 0.
+ZERO_HINT = (" (the driver does not stamp its images? node.time.restamp_zero:=true stamps them "
+             "with the receive time)")
 
 #: Verdicts of :meth:`StampPolicy.check`.
 ACCEPT, INVALID, DUPLICATE, BACKWARDS, RESTART = ("accept", "invalid", "duplicate", "backwards",
@@ -58,9 +61,10 @@ class TimeConfig:
         "source (a bag looping, a camera restarting): the tracker resets and a new time segment "
         "begins; a smaller step back is rejected as stamp_backwards", range=(0.0, 1e9),
         policy=RUNTIME)
-    accept_zero: bool = setting(
-        False, "accept header stamps of exactly 0 after other stamps (otherwise rejected as "
-        "stamp_invalid; a first stamp of 0, where datasets' clocks start, is always accepted)",
+    restamp_zero: bool = setting(
+        False, "frames stamped 0 (a driver that does not stamp) get the time they were "
+        "received (node: its clock; bag-eval: the bag's receive time) instead of being rejected "
+        "(a first stamp of 0, where datasets' clocks start, is accepted either way)",
         policy=RUNTIME)
     gap_periods: float = setting(
         1.8, "an interval between arriving stamps of at least this many frame periods (the "
@@ -128,16 +132,16 @@ class StampPolicy:
                               f"0 <= nanosec < 1e9): frame skipped")
         stamp_ns = sec * NS_PER_S + nanosec
         last = self.last_ns
-        if stamp_ns == 0 and last is not None and not self.config.accept_zero:
-            return StampCheck(INVALID, 0, "stamp is 0 after stamped frames (a driver glitch?): "
-                                          "frame skipped; node.time.accept_zero:=true accepts "
-                                          "it")
         if last is None:
             self.last_ns = stamp_ns
             return StampCheck(ACCEPT, stamp_ns)
         if stamp_ns == last:
             return StampCheck(DUPLICATE, stamp_ns, f"stamp {_s(stamp_ns)} repeats the previous "
-                                                   f"frame's: frame skipped")
+                                                   f"frame's: frame skipped" + (
+                                                       ZERO_HINT if stamp_ns == 0 else ""))
+        if stamp_ns == 0:
+            return StampCheck(INVALID, 0, "stamp is 0 after stamped frames: frame skipped"
+                                          + ZERO_HINT)
         if stamp_ns < last:
             back_s = (last - stamp_ns) / NS_PER_S
             if back_s < self.config.reset_backwards_s:
@@ -164,9 +168,17 @@ class StampPolicy:
         return StampCheck(ACCEPT, stamp_ns, missing=missing)
 
 
+def restamped(sec: int, nanosec: int, received_ns: int, config: TimeConfig) -> tuple[int, int]:
+    """``(sec, nanosec)`` to check and publish: the receive time for a stamp of 0 when
+    ``config.restamp_zero``, else the stamp itself."""
+    if config.restamp_zero and sec == 0 and nanosec == 0:
+        return divmod(int(received_ns), NS_PER_S)
+    return int(sec), int(nanosec)
+
+
 def _s(stamp_ns: int) -> str:
     return f"{stamp_ns // NS_PER_S}.{stamp_ns % NS_PER_S:09d}"
 
 
-__all__ = ["TimeConfig", "StampCheck", "StampPolicy", "TIME_COUNTERS", "VERDICT_COUNTERS",
+__all__ = ["TimeConfig", "StampCheck", "StampPolicy", "restamped", "TIME_COUNTERS", "VERDICT_COUNTERS",
            "ACCEPT", "INVALID", "DUPLICATE", "BACKWARDS", "RESTART"]

@@ -25,10 +25,11 @@ pytest.importorskip("onnxscript")
 from dkp_slam.config import FrontEndConfig  # noqa: E402
 from dkp_slam.features import create_detector  # noqa: E402
 from dkp_slam.frontend import FrontEnd  # noqa: E402
-from dkp_slam.model.backends import BackendError, create_backend, onnx_for  # noqa: E402
+from dkp_slam.model.backends import (BackendError, ModelFileError, create_backend,  # noqa: E402
+                                     onnx_for)
 from dkp_slam.model.export import (ExportError, check_onnx, export_onnx, model_hash,  # noqa: E402
                                    onnx_ops, read_metadata)
-from dkp_slam.model.weights import load_model  # noqa: E402
+from dkp_slam.model.weights import WeightsError, load_model  # noqa: E402
 
 KITTI = Path(__file__).resolve().parents[1].parent / "shared/data/sequences/kitti07_0000-0159"
 
@@ -191,21 +192,37 @@ def test_onnx_file_of_other_weights_is_refused(net, tmp_path) -> None:
         onnx_for(net, str(path), "deformconv", str(tmp_path))
     with pytest.raises(BackendError, match="not found"):
         onnx_for(net, str(tmp_path / "missing.onnx"), "deformconv", str(tmp_path))
-    # the detector falls back to torch rather than run other weights
-    backend = create_backend("onnxruntime", net, torch.device("cpu"), onnx_path=str(path))
-    assert backend.name == "torch"
+    # a file the user named is a configuration error: no fallback, a start-up error (#15)
+    with pytest.raises(ModelFileError, match="holds model"):
+        create_backend("onnxruntime", net, torch.device("cpu"), onnx_path=str(path))
+    assert issubclass(ModelFileError, WeightsError)
+    if KITTI.is_dir():  # the CLI and the node: one line naming the file, exit 2
+        proc = _cli("run", str(KITTI), "--max-frames", "2", "--no-progress", "--output",
+                    str(tmp_path / "o"), "--set", "detector.dkp.backend=onnxruntime", "--set",
+                    f"detector.dkp.onnx={path}")
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith("dkp-slam: error: ")
+        assert str(path) in proc.stderr and "Traceback" not in proc.stderr
+        node = subprocess.run([sys.executable, "-m", "dkp_slam.ros.node", "--ros-args", "-p",
+                               "detector.dkp.backend:=onnxruntime", "-p",
+                               f"detector.dkp.onnx:={path}"], capture_output=True, text=True,
+                              timeout=120)
+        assert node.returncode == 2, node.stderr
+        assert f"frontend_node: error: detector.dkp.onnx: {path}" in node.stderr or \
+            f"frontend_node: error: {path} holds model" in node.stderr, node.stderr
     with pytest.raises(ValueError, match="unknown DKPNet backend"):
         create_backend("openvino", net, torch.device("cpu"))
 
 
 def test_fixed_size_onnx_file_is_refused_for_the_pyramid(exports, tmp_path) -> None:
     """Pyramid levels run the network on several sizes: a fixed-size file cannot serve them.
-    It is refused with the reason (the backend falls back to torch), works with one level,
-    and a dynamic export serves every level."""
+    It is refused with the reason (a start-up error), works with one level, and a dynamic
+    export serves every level."""
     fixed, dynamic = str(exports["deformconv"]), str(exports["dynamic"])
     image = _frame(3, (640, 480))
-    for onnx, levels, expected in ((fixed, 2, "torch"), (fixed, 1, "onnxruntime"),
-                                   (dynamic, 2, "onnxruntime")):
+    with pytest.raises(ModelFileError, match="fixed-size export"):
+        _detector("onnxruntime", **{"detector.dkp.onnx": fixed, "detector.dkp.n_levels": 2})
+    for onnx, levels, expected in ((fixed, 1, "onnxruntime"), (dynamic, 2, "onnxruntime")):
         _, det = _detector("onnxruntime", **{"detector.dkp.onnx": onnx,
                                              "detector.dkp.n_levels": levels})
         assert det.backend.name == expected, (onnx, levels)

@@ -1,7 +1,7 @@
 """The time policy (dkp_slam.timeline) on plain stamps."""
 
 from dkp_slam.timeline import (ACCEPT, BACKWARDS, DUPLICATE, INVALID, RESTART, StampPolicy,
-                               TimeConfig)
+                               TimeConfig, restamped)
 
 NS = 1_000_000_000
 
@@ -21,13 +21,18 @@ def test_each_kind_of_bad_stamp_has_its_verdict_and_counter():
                                            "stamp_invalid", "stamp_invalid", None,
                                            "stamp_invalid"]
     assert all(c.reason for c in checks if not c.accepted)
-    assert "accept_zero" in checks[-1].reason and "goes back 0.500 s" in checks[3].reason
+    assert "restamp_zero" in checks[-1].reason and "goes back 0.500 s" in checks[3].reason
     assert policy.last_ns == 10 * NS + 100_000_000  # rejected stamps never become the last
 
 
-def test_zero_stamp_after_others_accepted_when_configured():
-    policy = StampPolicy(TimeConfig(accept_zero=True, reset_backwards_s=1e9))
-    assert [policy.check(s, 0).verdict for s in (5, 0)] == [ACCEPT, BACKWARDS]
+def test_zero_stamps_restamped_with_the_receive_time_when_configured():
+    off, on = TimeConfig(), TimeConfig(restamp_zero=True)
+    assert restamped(0, 0, 7 * NS + 5, off) == (0, 0)
+    assert restamped(0, 0, 7 * NS + 5, on) == (7, 5)
+    assert restamped(3, 0, 7 * NS + 5, on) == (3, 0)
+    policy = StampPolicy()
+    assert [policy.check(0, 0).verdict for _ in range(2)] == [ACCEPT, DUPLICATE]
+    assert "restamp_zero" in policy.check(0, 0).reason
 
 
 def test_large_jump_back_restarts_and_accepted_stamps_increase_within_a_segment():

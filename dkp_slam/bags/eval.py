@@ -37,7 +37,7 @@ from ..messages.decode import (COMPRESSED_FORMATS, IMAGE_ENCODINGS, camera_from_
                           compressed_to_array, image_to_array, matrix_from_pose, stamp_to_ns)
 from ..interface import NODE_PREFIX, NodeConfig, camera_from_parameters
 from ..runtime import NodeStats
-from ..timeline import NS_PER_S, RESTART, TIME_COUNTERS, StampPolicy, TimeConfig
+from ..timeline import NS_PER_S, RESTART, TIME_COUNTERS, StampPolicy, TimeConfig, restamped
 from ..runner import run_sequence, write_outputs
 from ..sequence import Frame
 from ..tracking import TrackingStatus
@@ -344,7 +344,8 @@ class BagFrames:
                 yield Frame(index, raw.time_ns * 1e-9, _failing(ImageError(str(err))))
                 continue
             if o.stamps == "header":
-                check = policy.check(msg.header.stamp.sec, msg.header.stamp.nanosec)
+                check = policy.check(*restamped(msg.header.stamp.sec, msg.header.stamp.nanosec,
+                                                raw.time_ns, policy.config))
             else:
                 check = policy.check(*divmod(raw.time_ns, NS_PER_S))
             stamp_ns = check.stamp_ns

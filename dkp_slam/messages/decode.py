@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 

@@ -30,6 +30,7 @@ import torch
 
 from ..registry import BACKENDS
 from .dkpnet import DKPNet
+from .weights import WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,13 @@ FALLBACK = {"tensorrt": "onnxruntime", "onnxruntime": "torch", "torch": None}
 
 class BackendError(RuntimeError):
     """A backend cannot run here (missing package, device or file)."""
+
+
+class ModelFileError(WeightsError, BackendError):
+    """The ONNX file the user named (``detector.dkp.onnx``) is missing, unreadable, from other
+    weights or of a fixed size for a pyramid: a configuration error, never a fallback. A
+    :class:`~dkp_slam.model.weights.WeightsError`, so the CLI and the node stop at start-up
+    with one line naming the file (exit 2)."""
 
 
 def default_cache_dir() -> Path:
@@ -129,8 +137,9 @@ def onnx_for(net: DKPNet, onnx_path: str, variant: str, cache_dir: Optional[str]
     ``any_size``: the network will run on several input sizes (the detector's pyramid levels).
 
     Raises:
-        BackendError: a given file is missing, unreadable, from other weights or (with
-            ``any_size``) of a fixed size; or the export cannot run (no ``onnx`` extra).
+        ModelFileError: a given file is missing, unreadable, from other weights or (with
+            ``any_size``) of a fixed size.
+        BackendError: the export cannot run (no ``onnx`` extra).
     """
     from .export import ExportError, export_onnx, model_hash, read_metadata
 
@@ -138,16 +147,18 @@ def onnx_for(net: DKPNet, onnx_path: str, variant: str, cache_dir: Optional[str]
     if onnx_path:
         try:
             meta = read_metadata(onnx_path)
-        except (ExportError, ImportError) as exc:
+        except ImportError as exc:
             raise BackendError(str(exc)) from exc
+        except ExportError as exc:
+            raise ModelFileError(f"detector.dkp.onnx: {exc}") from exc
         have = meta.get("dkp_slam.model_hash")
         if have != want:
-            raise BackendError(f"{onnx_path} holds model {have} but the weights are model "
+            raise ModelFileError(f"{onnx_path} holds model {have} but the weights are model "
                                f"{want}: export it again (dkp-slam export) or set "
                                f"detector.dkp.onnx to ''")
         size = meta.get("dkp_slam.input", "")
         if any_size and "dynamic" not in size:
-            raise BackendError(f"{onnx_path} is a fixed-size export ({size}) but the pyramid "
+            raise ModelFileError(f"{onnx_path} is a fixed-size export ({size}) but the pyramid "
                                f"levels (detector.dkp.n_levels > 1) run the network on several "
                                f"sizes: export with --dynamic, or set detector.dkp.n_levels to 1")
         return Path(onnx_path)
@@ -367,6 +378,7 @@ def create_backend(name: str, net: DKPNet, device: torch.device, *, precision: s
 
     Raises:
         ValueError: an unknown backend name or precision.
+        ModelFileError: ``onnx_path`` names a file that cannot be used (no fallback).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
@@ -378,6 +390,8 @@ def create_backend(name: str, net: DKPNet, device: torch.device, *, precision: s
             fp16 = precision == "fp16" or (precision == "auto" and current == "tensorrt")
             backend = BACKENDS.get(current)(net, device, fp16, cuda_graphs, onnx_path,
                                             onnx_variant, cache_dir, plugin_library, any_size)
+        except ModelFileError:
+            raise  # the user's file is wrong: no backend can help
         except BackendError as exc:
             reasons.append(f"{current}: {exc}")
             current = FALLBACK.get(current)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 import signal
 import sys
 import threading
@@ -36,6 +37,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -50,6 +52,7 @@ from ..camera import Camera, CameraError
 from ..config import ConfigError, FrontEndConfig, set_by_path
 from ..frontend import FrameResult, FrontEnd
 from ..image import ImageError
+from ..model.weights import WeightsError
 from ..records import FrameRecord, NodeStatus, StatusReport
 from ..viz import TrackHistory, draw_frame
 from .conversions import (array_to_image, camera_from_info, compressed_to_array,
@@ -62,13 +65,15 @@ from ..interface import (CAMERA_INFO_TOPIC, COMPRESSED_IMAGE_TOPIC, DEBUG_IMAGE_
                         parameter_specs)
 from ..odometry import OdometryChain
 from ..runtime import LatestSlot, NodeStats, SequenceGaps
-from ..timeline import StampPolicy
+from ..timeline import StampPolicy, restamped
 
 try:  # Optional: not on PyPI; present on a ROS 2 install.
     from tf2_ros import TransformBroadcaster
 except ImportError:  # pragma: no cover - depends on the installation
     TransformBroadcaster = None
 
+#: rcl's error type (raised by ``rclpy.init`` for an unreadable parameters file).
+RCLError = rclpy_implementation.RCLError
 #: Parameters ROS itself may pass in a parameters file; not declared by the node.
 ROS_BUILTIN_PREFIXES = ("use_sim_time", "qos_overrides.", "start_type_description_service")
 DEFAULT_CAMERA_FRAME = "camera_optical_frame"
@@ -257,6 +262,9 @@ class FrontEndNode(Node):
                 self.stats.count("dropped_queue", lost)
                 self.stats.count("dropped", lost)
         stamp = msg.header.stamp
+        stamp.sec, stamp.nanosec = restamped(stamp.sec, stamp.nanosec,
+                                             self.get_clock().now().nanoseconds,
+                                             self._stamps.config)
         check = self._stamps.check(stamp.sec, stamp.nanosec)
         if check.missing:
             self.stats.count("frames_missing_upstream", check.missing)
@@ -550,19 +558,40 @@ def _stop_on_signals(stop: threading.Event) -> None:
         signal.signal(signum, request_stop)
 
 
+def ros_arguments_error(message: str) -> str:
+    """One line from rcl's error for unusable ``--ros-args``: the parameters file and the
+    parser's reason, without rcl's source locations (``, at /project/src/...``)."""
+    text = re.sub(r",? at \S+:\d+", "", message).strip()
+    text = text.replace("failed to initialize rcl: ", "")
+    found = re.search(r"Couldn't parse params file: '--params-file ([^']+)'\.? ?(?:Error: )?"
+                      r"(.*)", text)
+    if found:
+        return f"cannot read the parameters file {found.group(1)}: {found.group(2) or text}"
+    return f"invalid ROS arguments: {text}"
+
+
 def main(args: Optional[list[str]] = None) -> int:
     """Console script ``frontend_node`` (``ros2 run dkp_slam frontend_node --ros-args ...``).
 
-    Exits 0 after SIGINT or SIGTERM (one or several), 2 for invalid parameters.
+    Exits 0 after SIGINT or SIGTERM (one or several); 2 with one line on stderr for invalid
+    parameters, an unreadable parameters file, or weights / an ONNX file that cannot be used.
     """
     keep_freed_memory()  # per-frame buffers stay mapped (dkp_slam/allocator.py)
     stop = threading.Event()
     _stop_on_signals(stop)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RCLError as err:  # an unreadable parameters file or malformed --ros-args
+        print(f"frontend_node: {ros_arguments_error(str(err))}", file=sys.stderr)
+        return 2
     try:
         node = FrontEndNode()
     except (ConfigError, CameraError, ParameterException) as err:
         print(f"frontend_node: invalid parameters: {err}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    except WeightsError as err:  # missing, corrupt or foreign weights; a wrong ONNX file
+        print(f"frontend_node: error: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
     executor = SingleThreadedExecutor()
