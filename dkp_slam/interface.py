@@ -123,6 +123,11 @@ class NodeConfig:
                                policy=RUNTIME)
     debug_image: DebugImageConfig = field(default_factory=DebugImageConfig)
     time: TimeConfig = field(default_factory=TimeConfig)
+    process_every_frame: bool = setting(
+        False, "queue arriving frames (at most 1000, then the oldest is dropped) instead of "
+        "keeping only the newest: every frame is processed, late when the node is slower than "
+        "the camera (replaying a recording for evaluation, deterministic tests); the default "
+        "never falls behind", policy=READ_ONLY)
     max_image_pixels: int = setting(4096 * 4096, "larger images are rejected before decoding",
                                     range=(256, 16384 * 16384), policy=RUNTIME)
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics", range=(0.05, 60.0),

@@ -2,7 +2,8 @@
 
 - :class:`LatestSlot`: a one-item mailbox. Subscription callbacks put the newest message in
   and never block; the worker takes the newest one; a message replaced before the worker took
-  it is a dropped frame. The node therefore never falls behind and never queues.
+  it is a dropped frame. The node therefore never falls behind and never queues (unless
+  ``node.process_every_frame`` gives the mailbox a capacity: then frames wait in order).
 - :class:`SequenceGaps`: frames lost before the callback, from publisher sequence numbers.
 - :class:`NodeStats`: thread-safe counters, FPS and latency for ``/diagnostics`` and
   ``~/status``.
@@ -26,31 +27,35 @@ T = TypeVar("T")
 
 
 class LatestSlot(Generic[T]):
-    """Single-slot mailbox: :meth:`put` never blocks and replaces an item nobody took."""
+    """Mailbox whose :meth:`put` never blocks: with ``capacity`` 1 (the default) the newest
+    item replaces one nobody took; with a larger capacity items queue in order and the
+    oldest is dropped only when ``capacity`` are waiting (``node.process_every_frame``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 1) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
         self._cond = threading.Condition()
-        self._item: Optional[T] = None
-        self._full = False
+        self._items: deque[T] = deque()
+        self._capacity = int(capacity)
         self._closed = False
 
     def put(self, item: T) -> bool:
-        """Store ``item`` as the newest; return True when it replaced an unconsumed item."""
+        """Store ``item`` as the newest; return True when an unconsumed item was dropped."""
         with self._cond:
-            replaced = self._full
-            self._item, self._full = item, True
+            dropped = len(self._items) >= self._capacity
+            if dropped:
+                self._items.popleft()
+            self._items.append(item)
             self._cond.notify()
-            return replaced
+            return dropped
 
     def get(self, timeout: float) -> Optional[T]:
-        """The newest item (removing it), or None after ``timeout`` seconds or on close."""
+        """The oldest waiting item (the newest, with capacity 1), removing it; None after
+        ``timeout`` seconds or on close."""
         with self._cond:
-            if not self._full and not self._closed:
+            if not self._items and not self._closed:
                 self._cond.wait(timeout)
-            if not self._full:
-                return None
-            item, self._item, self._full = self._item, None, False
-            return item
+            return self._items.popleft() if self._items else None
 
     def close(self) -> None:
         """Wake a waiting :meth:`get`; later gets return what is left, then None."""
@@ -60,9 +65,9 @@ class LatestSlot(Generic[T]):
 
     @property
     def pending(self) -> int:
-        """0 or 1: items waiting (the queue can never grow beyond one)."""
+        """Items waiting (0 or 1 with capacity 1)."""
         with self._cond:
-            return int(self._full)
+            return len(self._items)
 
 
 class SequenceGaps:

@@ -180,6 +180,15 @@ def test_sequence_gaps_count_frames_lost_before_the_callback():
     assert gaps.update(b"a", 13) == 0
 
 
+def test_slot_with_capacity_keeps_order_and_drops_the_oldest():
+    slot: LatestSlot[int] = LatestSlot(capacity=3)
+    assert [slot.put(i) for i in range(5)] == [False, False, False, True, True]
+    assert slot.pending == 3
+    assert [slot.get(timeout=0.0) for _ in range(4)] == [2, 3, 4, None]
+    with pytest.raises(ValueError):
+        LatestSlot(capacity=0)
+
+
 def test_node_stats_snapshot():
     stats = NodeStats()
     stats.count("received", 3)
@@ -189,7 +198,8 @@ def test_node_stats_snapshot():
     s = stats.snapshot()
     assert s["received"] == 3 and s["processed"] == 3 and s["invalid_images"] == 1
     assert s["latency_ms_median"] == 10.0 and s["status_counts"] == {"OK": 3}
-    assert s["last_problem"] == "bad" and s["problem_age_s"] < 5
+    assert s["last_problem"] == "bad" and 0 <= s["problem_age_s"] < float("inf")
+    assert NodeStats().snapshot()["problem_age_s"] == float("inf")  # no problem yet
 
 
 class _Result:

@@ -72,6 +72,8 @@ try:  # Optional: not on PyPI; present on a ROS 2 install.
 except ImportError:  # pragma: no cover - depends on the installation
     TransformBroadcaster = None
 
+#: Frames that may wait with ``node.process_every_frame`` (then the oldest is dropped).
+EVERY_FRAME_QUEUE = 1000
 #: rcl's error type (raised by ``rclpy.init`` for an unreadable parameters file).
 RCLError = rclpy_implementation.RCLError
 #: Parameters ROS itself may pass in a parameters file; not declared by the node.
@@ -139,7 +141,8 @@ class FrontEndNode(Node):
         nc = self.node_config
 
         self.stats = NodeStats()
-        self._slot: LatestSlot[tuple[Any, float, int]] = LatestSlot()
+        self._slot: LatestSlot[tuple[Any, float, int]] = LatestSlot(
+            EVERY_FRAME_QUEUE if nc.process_every_frame else 1)
         self._stamps = StampPolicy(nc.time)  # executor thread only
         self._segment = 0  # the worker's time segment (StampPolicy.segment)
         self._missing_reported = 0  # frames_missing_upstream at the last diagnostics
