@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from .camera import Camera, CameraError
@@ -125,6 +126,26 @@ class FrontEnd:
     def reset(self) -> None:
         """Drop all tracks and references; the next frame initialises."""
         self.tracker.reset()
+
+    def warm_up(self, width: int = 640, height: int = 480, frames: int = 3) -> float:
+        """Run the whole pipeline on ``frames`` synthetic textured frames (the camera's size
+        when it is known) so that the first real frame is answered at normal latency: lazy
+        initialisation, backend start, kernel and memory-pool set-up happen here. The tracker
+        then starts afresh; returns the seconds spent."""
+        t0 = time.perf_counter()
+        if self.camera is not None:
+            width, height = self.camera.width, self.camera.height
+        rng = np.random.default_rng(0)
+        texture = cv2.GaussianBlur((rng.random((height, width + 4 * frames)) * 255).astype(
+            np.float32), (0, 0), 2.0)
+        texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        try:
+            for k in range(frames):
+                self.process(np.ascontiguousarray(texture[:, 4 * k:4 * k + width]), float(k))
+        finally:
+            self.tracker.reset()
+            self._index = 0
+        return time.perf_counter() - t0
 
     # ------------------------------------------------------------------ main entry
     def process(self, image: np.ndarray, stamp: float, channel_order: str = "bgr"

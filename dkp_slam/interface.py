@@ -123,6 +123,10 @@ class NodeConfig:
                                policy=RUNTIME)
     debug_image: DebugImageConfig = field(default_factory=DebugImageConfig)
     time: TimeConfig = field(default_factory=TimeConfig)
+    warm_up_frames: int = setting(
+        3, "synthetic frames processed at start-up, before subscribing (at the camera's size "
+        "when node.camera.source is parameters, else 640x480), so that the first real frame is "
+        "answered at normal latency; 0 skips the warm-up", range=(0, 100), policy=READ_ONLY)
     process_every_frame: bool = setting(
         False, "queue arriving frames (at most 1000, then the oldest is dropped) instead of "
         "keeping only the newest: every frame is processed, late when the node is slower than "

@@ -10,6 +10,11 @@ Starts the node as a subprocess (the ``frontend_node`` console script with
   process (``--burst-rate``); the node drops frames instead of queueing, so FPS is its
   processing capacity and latency stays bounded;
 - **memory**: the node's RSS (``VmRSS`` of ``/proc/<pid>/status``);
+- **first frame**: latency of the first frame published once the node has subscribed (the
+  node warms up before it subscribes, ``node.warm_up_frames``);
+- **a shared CPU**: with ``--competitors 0,1,2`` both phases are repeated with 0, 1 and 2
+  busy-loop Python processes running beside the node (each keeps one core busy), and the
+  throughput is reported relative to the quiet one;
 - with ``--soak-minutes M``: M minutes at camera rate, RSS sampled every ``--sample-s``
   seconds, growth reported after a warm-up (first 20 %, at most 60 s).
 
@@ -22,11 +27,13 @@ Examples::
     python scripts/bench_ros_node.py --detector orb --duration 60
     python scripts/bench_ros_node.py --detector orb --soak-minutes 10
     python scripts/bench_ros_node.py --detector dkp --param detector.dkp.backend:=onnxruntime
+    python scripts/bench_ros_node.py --detector dkp --competitors 0,1,2 --encoding rgb8
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -84,7 +91,7 @@ def rss_mib(pid: int) -> float:
 class Bench:
     """Publisher of frames + CameraInfo and collector of ~/features and ~/status."""
 
-    def __init__(self, domain: int, ns: str, frames, camera) -> None:
+    def __init__(self, domain: int, ns: str, frames, camera, encoding: str = "mono8") -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -95,7 +102,7 @@ class Bench:
 
         self.rclpy = rclpy
         self.array_to_image = array_to_image
-        self.frames, self.camera = frames, camera
+        self.frames, self.camera, self.encoding = frames, camera, encoding
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node("bench_ros_node", context=self.context)
@@ -153,7 +160,10 @@ class Bench:
         h = Header(frame_id="camera_optical_frame")
         h.stamp.sec, h.stamp.nanosec = divmod(key, 1_000_000_000)
         self.info.header = h
-        msg = self.array_to_image(img, h, "mono8")
+        if self.encoding != "mono8":
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB if self.encoding == "rgb8"
+                               else cv2.COLOR_GRAY2BGR)
+        msg = self.array_to_image(img, h, self.encoding)
         self.info_pub.publish(self.info)
         with self.lock:
             self.sent[key] = time.perf_counter()
@@ -177,12 +187,25 @@ class Bench:
                 next_t = time.perf_counter()
         return keys
 
+    def first_frame_ms(self, timeout: float = 60.0) -> float:
+        """Latency of one frame published on its own (NaN when unanswered in ``timeout``)."""
+        key = self.publish_next()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                if key in self.latency_ms:
+                    return self.latency_ms[key]
+            time.sleep(0.005)
+        return float("nan")
+
     def summary(self, keys: list[int], seconds: float) -> dict:
+        time.sleep(1.0)  # answers still in flight
         with self.lock:
             lat = np.array([self.latency_ms[k] for k in keys if k in self.latency_ms])
             got = [self.received_at[k] for k in keys if k in self.received_at]
+            answered = "".join("1" if k in self.latency_ms else "." for k in keys)
         fps = (len(got) - 1) / (max(got) - min(got)) if len(got) >= 2 else 0.0
-        return {"published": len(keys), "processed": len(lat),
+        return {"published": len(keys), "processed": len(lat), "answered": answered,
                 "published_hz": len(keys) / seconds, "fps": fps,
                 "latency_ms_median": float(np.median(lat)) if lat.size else float("nan"),
                 "latency_ms_p90": float(np.percentile(lat, 90)) if lat.size else float("nan")}
@@ -238,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--domain", type=int, default=150 + os.getpid() % 80, help="ROS_DOMAIN_ID")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter, e.g. detector.dkp.backend:=onnxruntime")
+    p.add_argument("--encoding", default="mono8", choices=("mono8", "bgr8", "rgb8"),
+                   help="encoding of the published images")
+    p.add_argument("--competitors", default="0",
+                   help="comma-separated numbers of busy-loop processes to run beside the node, "
+                        "one measurement each (e.g. 0,1,2)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--log", default="outputs/bench_ros_node.log", help="node output")
     args = p.parse_args(argv)
@@ -248,10 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     log = ROOT / args.log
     log.parent.mkdir(parents=True, exist_ok=True)
     proc = start_node(args, args.domain, ns, log)
-    bench = Bench(args.domain, ns, frames, camera)
+    bench = Bench(args.domain, ns, frames, camera, args.encoding)
     results: dict = {"detector": args.detector, "device": args.device, "params": args.param,
                      "max_keypoints": args.max_keypoints, "source": args.source,
-                     "size": f"{width}x{height}", "cpu_count": os.cpu_count()}
+                     "size": f"{width}x{height}", "encoding": args.encoding,
+                     "cpu_count": os.cpu_count(), "load_before": os.getloadavg()}
     rc = 1
     try:
         t0 = time.monotonic()
@@ -259,18 +288,23 @@ def main(argv: list[str] | None = None) -> int:
             if proc.poll() is not None or time.monotonic() - t0 > 180:
                 raise RuntimeError(f"node did not start; see {log}")
             time.sleep(0.05)
+        results["first_frame_ms"] = bench.first_frame_ms()
         bench.run(args.rate, args.warmup)  # warm-up: first frames, allocations, caches
         rss_start = rss_mib(proc.pid)
         if args.soak_minutes > 0:
             results.update(soak(bench, proc, args))
         else:
             half = args.duration / 2
-            results["latency"] = bench.summary(bench.run(args.rate, half), half)
-            results["latency"]["rate_hz"] = args.rate
-            time.sleep(1.0)
-            results["throughput"] = bench.summary(bench.run(args.burst_rate, half), half)
-            results["throughput"]["rate_hz"] = args.burst_rate
-            time.sleep(1.0)
+            results["levels"] = []
+            for n in (int(v) for v in args.competitors.split(",")):
+                with competitors(n):
+                    level = {"competitors": n,
+                             "latency": bench.summary(bench.run(args.rate, half), half),
+                             "throughput": bench.summary(bench.run(args.burst_rate, half),
+                                                         half)}
+                level["latency"]["rate_hz"] = args.rate
+                level["throughput"]["rate_hz"] = args.burst_rate
+                results["levels"].append(level)
         with bench.lock:
             status = dict(bench.status)
         results["node_counters"] = {k: status.get(k) for k in (
@@ -287,6 +321,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return rc if node_rc == 0 else 1
+
+
+@contextlib.contextmanager
+def competitors(n: int):
+    """``n`` busy-loop Python processes (one core each) for the duration of the block."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(1.0 if n else 0.0)
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def soak(bench: Bench, proc: subprocess.Popen, args) -> dict:
@@ -322,8 +369,10 @@ def soak(bench: Bench, proc: subprocess.Popen, args) -> dict:
 def markdown(r: dict, args) -> str:
     """The results as Markdown."""
     lines = [f"`frontend_node`, detector `{r['detector']}` ({r['max_keypoints']} keypoints, "
-             f"{r['device']}), {r['source']} frames at {r['size']} mono8, "
-             f"{r['cpu_count']} CPU cores", ""]
+             f"{r['device']}{', ' + ' '.join(r['params']) if r['params'] else ''}), "
+             f"{r['source']} frames at {r['size']} {r['encoding']}, {r['cpu_count']} CPU cores, "
+             f"load average before {r['load_before'][0]:.2f}; first frame after start-up "
+             f"answered in {r['first_frame_ms']:.0f} ms", ""]
     if "soak" in r:
         s = r["soak"]
         lines += ["| soak | published | processed | latency median / p90 (ms) | RSS after "
@@ -334,13 +383,22 @@ def markdown(r: dict, args) -> str:
                   f"| {s['rss_mib_at_warmup']:.1f} | {s['rss_mib_end']:.1f} | "
                   f"{s['rss_growth_mib']:+.1f} | {s['rss_slope_mib_per_min']:+.2f} |"]
     else:
-        lines += ["| phase | publish rate (Hz) | published | processed | FPS | "
-                  "latency median (ms) | latency p90 (ms) |", "|---|---|---|---|---|---|---|"]
-        for name in ("latency", "throughput"):
-            s = r[name]
-            lines.append(f"| {name} | {s['published_hz']:.1f} | {s['published']} | "
-                         f"{s['processed']} | {s['fps']:.1f} | {s['latency_ms_median']:.1f} | "
-                         f"{s['latency_ms_p90']:.1f} |")
+        lines += ["| busy-loop processes beside it | phase | publish rate (Hz) | published | "
+                  "answered | FPS | of quiet FPS | latency median (ms) | latency p90 (ms) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        quiet = r["levels"][0]["throughput"]["fps"] if r["levels"] else float("nan")
+        for level in r["levels"]:
+            for name in ("latency", "throughput"):
+                s = level[name]
+                share = (f"{s['fps'] / quiet:.0%}" if name == "throughput" and quiet > 0
+                         else "")
+                lines.append(f"| {level['competitors']} | {name} | {s['published_hz']:.1f} | "
+                             f"{s['published']} | {s['processed']} | {s['fps']:.1f} | {share} "
+                             f"| {s['latency_ms_median']:.1f} | {s['latency_ms_p90']:.1f} |")
+        for level in r["levels"]:
+            lines.append(f"\nAnswered at {level['latency']['rate_hz']:g} Hz with "
+                         f"{level['competitors']} busy loops (1 = answered): "
+                         f"`{level['latency']['answered']}`")
     c = r.get("node_counters", {})
     lines += ["", f"Node counters: received {c.get('received')}, processed {c.get('processed')}, "
               f"dropped {c.get('dropped')} (busy {c.get('dropped_busy')}, queue "

@@ -79,6 +79,10 @@ class DkpConfig:
                              "~/.cache/dkp_slam")
     trt_plugin_library: str = setting("", "extra TensorRT plugin library (.so) loaded before the "
                                       "standard plugins; empty = none")
+    threads: int = setting(
+        0, "CPU threads of the network: torch's intra-op threads (set for the whole process; "
+        "onnxruntime uses as many); 0 = torch's default, one per core. On a CPU shared with "
+        "other work fewer threads degrade more gracefully (docs/ROS.md)", range=(0, 256))
 
 
 class DKPDetector(Detector):
@@ -94,8 +98,10 @@ class DKPDetector(Detector):
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} requested but CUDA is not available")
-        self.net = load_model(conf.dkp.weights or None, self.device)
         d = conf.dkp
+        if d.threads:
+            torch.set_num_threads(d.threads)
+        self.net = load_model(d.weights or None, self.device)
         if self.net.conf["peakiness"] and d.backend != "torch":
             log.warning("DKPNet with peakiness runs in torch: the ONNX exports have no "
                         "peakiness output (detector.dkp.backend=%s ignored)", d.backend)

@@ -168,6 +168,10 @@ class FrontEndNode(Node):
         # With camera_info, frames wait for the first valid CameraInfo.
         self._camera_known = source != "camera_info"
         self.frontend = FrontEnd(copy.deepcopy(core), camera)
+        if nc.warm_up_frames:  # before any subscription exists: no frame waits for it
+            seconds = self.frontend.warm_up(frames=nc.warm_up_frames)
+            self.get_logger().info(f"warmed up in {seconds:.1f} s ({nc.warm_up_frames} "
+                                   f"synthetic frames)")
 
         # ---- interfaces
         reliability = (ReliabilityPolicy.BEST_EFFORT if nc.qos.reliability == "best_effort"
