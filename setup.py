@@ -40,7 +40,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml") + glob("config/*.xml"))),
     ],
     # The lowest versions supported are those of Ubuntu 22.04 (ROS 2 Humble, JetPack 6); package.xml
     # declares the same libraries as rosdep keys. On a ROS 2 install these come from apt and colcon

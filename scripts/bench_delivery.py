@@ -11,7 +11,8 @@ publisher sends ``--frames`` ``sensor_msgs/Image`` at ``--rate`` Hz (absolute sc
 subscriber counts the distinct frames it receives (sequence number in ``header.frame_id``)
 until 1.5 s after the last one was sent. Prints a Markdown table with the machine and load.
 
-``--profile PATH`` sets ``FASTRTPS_DEFAULT_PROFILES_FILE`` (Fast DDS XML profile) for both
+``--profile PATH`` sets ``FASTRTPS_DEFAULT_PROFILES_FILE`` and ``FASTDDS_DEFAULT_PROFILES_FILE``
+(Fast DDS XML profile, 2.x and 3.x names) for both
 processes, or only for the subscriber with ``--profile-subscriber-only`` (a camera driver we
 do not control). ``--sub-env`` / ``--pub-env KEY=VALUE`` set other variables on one side
 (e.g. ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA``). Export a private ``ROS_DOMAIN_ID``.
@@ -41,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CASES = ("640x480:mono8", "640x480:bgr8", "1280x720:bgr8")
 CHANNELS = {"mono8": 1, "8UC1": 1, "bgr8": 3, "rgb8": 3, "bgra8": 4, "rgba8": 4, "mono16": 2}
 TOPIC = "bench_delivery/image"
+#: Environment variables naming a Fast DDS XML profile file (Fast DDS 2.x, 3.x).
+PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
 # ---------------------------------------------------------------------- QoS
@@ -245,8 +248,9 @@ def _send(proc: subprocess.Popen, text: str) -> None:
 
 def _env(base: dict, profile: str | None, extra: list[str]) -> dict:
     env = dict(base)
-    if profile:
-        env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(Path(profile).resolve())
+    if profile:  # Fast DDS 2.x reads the first name, 3.x the second
+        for var in PROFILE_VARIABLES:
+            env[var] = str(Path(profile).resolve())
     for kv in extra:
         k, _, v = kv.partition("=")
         if v == "":
@@ -261,7 +265,8 @@ def run_case(args, size: str, encoding: str, pub_kind: str, sub_rel: str, sub_de
     w, h = (int(x) for x in size.lower().split("x"))
     base = dict(os.environ)
     if args.no_profile_inherit:
-        base.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
+        for var in PROFILE_VARIABLES:
+            base.pop(var, None)
     sub_env = _env(base, args.profile, args.sub_env)
     pub_env = _env(base, None if args.profile_subscriber_only else args.profile, args.pub_env)
     me = [sys.executable, str(Path(__file__).resolve())]
@@ -396,7 +401,8 @@ def main(argv=None) -> int:
                       + ("" if row["matched"] else " (no match)"), file=sys.stderr, flush=True)
     load1 = os.getloadavg()
 
-    prof = args.profile or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")
+    prof = args.profile or next((os.environ[v] for v in PROFILE_VARIABLES if v in os.environ),
+                                None)
     where = ("subscriber only" if args.profile_subscriber_only else "both processes")
     print(f"\nMachine: {machine()}")
     print(f"Load average (1/5/15 min) before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, "

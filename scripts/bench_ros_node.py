@@ -266,10 +266,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--competitors", default="0",
                    help="comma-separated numbers of busy-loop processes to run beside the node, "
                         "one measurement each (e.g. 0,1,2)")
+    p.add_argument("--dds-profile", default=str(ROOT / "config" / "fastdds_frontend.xml"),
+                   help="Fast DDS XML profile of the node and of this publisher, as "
+                        "frontend.launch.py sets it ('' = none: Fast DDS's defaults)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--log", default="outputs/bench_ros_node.log", help="node output")
     args = p.parse_args(argv)
 
+    for var in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        if args.dds_profile:  # before this process creates its participant; the node inherits
+            os.environ[var] = args.dds_profile
+        else:
+            os.environ.pop(var, None)
     width, height = (int(v) for v in args.size.lower().split("x"))
     frames, camera = load_frames(args.source, width, height, args.frames)
     ns = f"/bench{os.getpid()}"
@@ -280,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"detector": args.detector, "device": args.device, "params": args.param,
                      "max_keypoints": args.max_keypoints, "source": args.source,
                      "size": f"{width}x{height}", "encoding": args.encoding,
-                     "cpu_count": os.cpu_count(), "load_before": os.getloadavg()}
+                     "cpu_count": os.cpu_count(), "load_before": os.getloadavg(),
+                     "dds_profile": Path(args.dds_profile).name if args.dds_profile else "none"}
     rc = 1
     try:
         t0 = time.monotonic()
@@ -371,7 +380,8 @@ def markdown(r: dict, args) -> str:
     lines = [f"`frontend_node`, detector `{r['detector']}` ({r['max_keypoints']} keypoints, "
              f"{r['device']}{', ' + ' '.join(r['params']) if r['params'] else ''}), "
              f"{r['source']} frames at {r['size']} {r['encoding']}, {r['cpu_count']} CPU cores, "
-             f"load average before {r['load_before'][0]:.2f}; first frame after start-up "
+             f"load average before {r['load_before'][0]:.2f}, Fast DDS profile "
+             f"{r['dds_profile']}; first frame after start-up "
              f"answered in {r['first_frame_ms']:.0f} ms", ""]
     if "soak" in r:
         s = r["soak"]

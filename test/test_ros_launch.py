@@ -58,6 +58,10 @@ def setup_py() -> dict:
             return consts[node.id]
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "glob":
             return sorted(str(Path(p)) for p in glob.glob(str(ROOT / value(node.args[0]))))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "sorted":
+            return sorted(value(node.args[0]))
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            return value(node.left) + value(node.right)
         if isinstance(node, (ast.List, ast.Tuple)):
             return [value(e) for e in node.elts]
         if isinstance(node, ast.Dict):
@@ -122,3 +126,23 @@ def test_launch_dependencies_are_declared(launch_tree):
                 if isinstance(n, ast.ImportFrom)}
     deps = {e.text for e in ET.parse(ROOT / "package.xml").getroot().findall("exec_depend")}
     assert imported == {"launch", "launch_ros"} and imported <= deps
+
+
+def test_dds_profile_is_installed_and_given_to_what_the_launch_starts(launch_tree, setup_py):
+    """The shipped Fast DDS profile (docs/ROS.md, "Frame delivery") is installed, is the
+    default of ``dds_profile`` and is set under both Fast DDS names before the node starts."""
+    declared = {_const(c.args[0]): c for c in _calls(launch_tree, "DeclareLaunchArgument")}
+    default = _kw(declared["dds_profile"], "default_value")
+    assert [_const(a) for a in default.args[0].elts[1:]] == ["config", "fastdds_frontend.xml"]
+    config = setup_py["data_files"][f"share/{setup_py['package']}/config"]
+    assert str(ROOT / "config" / "fastdds_frontend.xml") in config
+    source = LAUNCH.read_text()
+    assert source.index("SetEnvironmentVariable(") < source.index("Node(")
+    for name in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        assert f'"{name}"' in source
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(ROOT / "config" / "fastdds_frontend.xml").getroot()
+    ns = {"p": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
+    assert int(root.find(".//p:transport_descriptor[p:type='SHM']/p:segment_size", ns).text) \
+        >= 16 * 2.76e6  # frames of 1280x720 bgr8 in flight
