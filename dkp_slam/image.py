@@ -71,7 +71,8 @@ def decode_compressed(data: np.ndarray | bytes, flags: int = cv2.IMREAD_UNCHANGE
     if buf.size < 2 or buf[0] != 0xFF or buf[1] != 0xD8:  # not JPEG: OpenCV's answer is it
         image = cv2.imdecode(buf, flags)
         if image is None or image.size == 0:
-            raise ImageError(f"corrupt compressed image ({buf.size} bytes)")
+            raise ImageError(f"corrupt compressed image: OpenCV could not decode its {buf.size} "
+                             f"bytes")
         return image
     with _stderr_captured() as output:
         image = cv2.imdecode(buf, flags)
