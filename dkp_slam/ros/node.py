@@ -269,9 +269,10 @@ class FrontEndNode(Node):
                 self.stats.count("dropped_queue", lost)
                 self.stats.count("dropped", lost)
         stamp = msg.header.stamp
-        stamp.sec, stamp.nanosec = restamped(stamp.sec, stamp.nanosec,
-                                             self.get_clock().now().nanoseconds,
-                                             self._stamps.config)
+        if self._stamps.config.restamp_zero:  # the clock is read only when it may be needed
+            stamp.sec, stamp.nanosec = restamped(stamp.sec, stamp.nanosec,
+                                                 self.get_clock().now().nanoseconds,
+                                                 self._stamps.config)
         check = self._stamps.check(stamp.sec, stamp.nanosec)
         if check.missing:
             self.stats.count("frames_missing_upstream", check.missing)
