@@ -253,7 +253,9 @@ def test_image_error_is_value_error() -> None:
     (dict(fx=1e-3, fy=1e-3), "fx=0.001 is outside"),
     (dict(fx=1e6, fy=1e6), "outside [64, 32000]"),
     (dict(fy=50_000 / 7), "fx/fy"),
-    (dict(model="radtan", dist=[1e6, 0, 0, 0, 0]), "scales the image border"),
+    # OpenCV 4.6's undistortPoints stops before converging here (round trip misses), 5.x
+    # converges to a tiny radius (scale check): either way the distortion is named
+    (dict(model="radtan", dist=[1e6, 0, 0, 0, 0]), "radtan distortion [1000000.0, 0.0"),
     (dict(model="radtan", dist=[-0.5, 0, 0, 0, 0]), "not invertible"),
 ])
 def test_implausible_intrinsics_are_named(args, words):
