@@ -5,12 +5,16 @@ injected every few seconds, for minutes.
 The node is started as users start it (the ``frontend_node`` console script with
 ``config/frontend.yaml`` and the launch file's Fast DDS profile); this process publishes KITTI07
 frames (resized to ``--size``, played forward and backward) as ``sensor_msgs/Image`` bgr8 with
-a CameraInfo each, at ``--rate`` Hz, and every ``--fault-every`` seconds injects the next fault
+a CameraInfo each, at ``--rate`` Hz (with ``--transport compressed``: JPEG
+``sensor_msgs/CompressedImage`` on ``image/compressed``, the node started with
+``node.image_transport:=compressed``), and every ``--fault-every`` seconds injects the next fault
 of the cycle below. For every fault it records what the node said on ``~/status`` (status,
 counter), and how many processed frames it took to be back to ``OK``. The node's RSS is sampled
 every 10 s. At the end the node gets SIGINT and must exit 0.
 
-Faults: an unknown encoding, data shorter than step x height, a stamp repeated, a stamp 0.3 s
+Faults: an unknown encoding and data shorter than step x height (raw), or an unsupported
+compressed format, a JPEG with 400 bytes flipped in the middle (libjpeg decodes it with a
+warning) and a JPEG cut in half (compressed); then for both a stamp repeated, a stamp 0.3 s
 back, a stamp of 0, a 100 s jump back in time (the stream continues from there), a gap of 5
 frames, a CameraInfo with a changed focal length (kept until the next such fault, which changes
 it back), an implausible CameraInfo (principal point 1e7), a ``~/reset`` call, and a burst of
@@ -19,6 +23,7 @@ frames at 5x the rate for 2 s.
 Prints a Markdown table (recorded in docs/ROS.md) and, with ``--json``, the raw numbers.
 
     python scripts/soak_faults.py --minutes 10
+    python scripts/soak_faults.py --minutes 10 --transport compressed
 """
 
 from __future__ import annotations
@@ -47,9 +52,19 @@ from bench_ros_node import load_frames, rss_mib  # noqa: E402
 
 NS_PER_S = 1_000_000_000
 #: fault -> (what the node should report on ~/status, the counter that should grow)
-FAULTS = {
-    "unknown encoding": ("INPUT_ERROR", "invalid_images"),
-    "truncated image data": ("INPUT_ERROR", "invalid_images"),
+IMAGE_FAULTS = {
+    "raw": {
+        "unknown encoding": ("INPUT_ERROR", "invalid_images"),
+        "truncated image data": ("INPUT_ERROR", "invalid_images"),
+    },
+    "compressed": {
+        "unsupported compressed format": ("INPUT_ERROR", "invalid_images"),
+        "corrupt JPEG (400 bytes flipped)": ("INPUT_ERROR", "invalid_images"),
+        "truncated JPEG": ("INPUT_ERROR", "invalid_images"),
+    },
+}
+#: faults of both transports
+TIME_AND_CONTROL_FAULTS = {
     "repeated stamp": ("INPUT_ERROR", "stamp_duplicate"),
     "stamp 0.3 s back": ("INPUT_ERROR", "stamp_backwards"),
     "stamp 0": ("INPUT_ERROR", "stamp_invalid"),
@@ -65,11 +80,11 @@ FAULTS = {
 class Soak:
     """Publisher, reset client and ~/status collector (one rclpy context, its own thread)."""
 
-    def __init__(self, domain: int, ns: str, frames, camera) -> None:
+    def __init__(self, domain: int, ns: str, frames, camera, transport: str = "raw") -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
         from std_msgs.msg import String
         from std_srvs.srv import Trigger
 
@@ -77,11 +92,18 @@ class Soak:
 
         self.rclpy, self.Trigger, self.array_to_image = rclpy, Trigger, array_to_image
         self.frames = [cv2.cvtColor(f, cv2.COLOR_GRAY2BGR) for f in frames]
+        self.transport = transport
+        if transport == "compressed":
+            self.jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+                          for f in self.frames]
+            self.CompressedImage = CompressedImage
         self.camera = camera
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node("soak_faults", context=self.context)
-        self.image_pub = self.node.create_publisher(Image, f"{ns}/image", qos_profile_sensor_data)
+        self.image_pub = self.node.create_publisher(
+            *((CompressedImage, f"{ns}/image/compressed") if transport == "compressed"
+              else (Image, f"{ns}/image")), qos_profile_sensor_data)
         self.info_pub = self.node.create_publisher(CameraInfo, f"{ns}/camera_info",
                                                    qos_profile_sensor_data)
         self.reset = self.node.create_client(Trigger, f"{ns}/frontend/reset")
@@ -115,22 +137,33 @@ class Soak:
         msg.header.stamp, msg.header.frame_id = stamp, "camera_optical_frame"
         return msg
 
-    def publish(self, period_ns: int, *, stamp_ns: int | None = None, encoding: str = "bgr8",
-                truncate: bool = False, implausible_info: bool = False) -> None:
+    def publish(self, period_ns: int, *, stamp_ns: int | None = None, encoding: str = "",
+                truncate: bool = False, flip_bytes: int = 0,
+                implausible_info: bool = False) -> None:
         """The next frame; ``stamp_ns`` overrides the clock (which then continues from the
-        clock's own value unless the caller moves it)."""
+        clock's own value unless the caller moves it). ``encoding`` replaces the encoding
+        (raw) or format (compressed), ``truncate`` cuts the data in half, ``flip_bytes``
+        inverts that many bytes in the middle of a JPEG."""
         from std_msgs.msg import Header
 
         self.t_ns += period_ns
         t = self.t_ns if stamp_ns is None else stamp_ns
         header = Header(frame_id="camera_optical_frame")
         header.stamp.sec, header.stamp.nanosec = divmod(t, NS_PER_S)
-        image = self.frames[self.k % len(self.frames)]
+        k = self.k % len(self.frames)
         self.k += 1
-        msg = self.array_to_image(image, header, "bgr8")
-        msg.encoding = encoding
-        if truncate:
-            msg.data = msg.data[:len(msg.data) // 2]
+        if self.transport == "compressed":
+            data = bytearray(self.jpegs[k])
+            if flip_bytes:
+                mid = len(data) // 2
+                data[mid:mid + flip_bytes] = bytes(255 - b for b in data[mid:mid + flip_bytes])
+            msg = self.CompressedImage(header=header, format=encoding or "jpeg")
+            msg.data = bytes(data[:len(data) // 2] if truncate else data)
+        else:
+            msg = self.array_to_image(self.frames[k], header, "bgr8")
+            msg.encoding = encoding or "bgr8"
+            if truncate:
+                msg.data = msg.data[:len(msg.data) // 2]
         self.info_pub.publish(self.info(header.stamp, implausible_info))
         self.image_pub.publish(msg)
 
@@ -159,8 +192,12 @@ def start_node(domain: int, ns: str, log: Path, params: list[str]) -> subprocess
 def inject(soak: Soak, fault: str, period_ns: int, rate: float) -> None:
     if fault == "unknown encoding":
         soak.publish(period_ns, encoding="yuv422_odd")
-    elif fault == "truncated image data":
+    elif fault in ("truncated image data", "truncated JPEG"):
         soak.publish(period_ns, truncate=True)
+    elif fault == "unsupported compressed format":
+        soak.publish(period_ns, encoding="bgr8; compressedDepth png")
+    elif fault == "corrupt JPEG (400 bytes flipped)":
+        soak.publish(period_ns, flip_bytes=400)
     elif fault == "repeated stamp":
         soak.publish(0)  # the clock does not move: the last frame's stamp again
     elif fault == "stamp 0.3 s back":
@@ -197,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=10.0, help="camera rate (Hz)")
     p.add_argument("--fault-every", type=float, default=4.0, help="seconds between faults")
     p.add_argument("--size", default="640x480")
+    p.add_argument("--transport", choices=sorted(IMAGE_FAULTS), default="raw",
+                   help="sensor_msgs/Image or JPEG CompressedImage")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE")
     p.add_argument("--domain", type=int, default=150 + os.getpid() % 80)
     p.add_argument("--log", default="outputs/soak_faults.log")
@@ -210,10 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     ns = f"/soak{os.getpid()}"
     log = ROOT / args.log
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = start_node(args.domain, ns, log, args.param)
-    soak = Soak(args.domain, ns, frames, camera)
+    faults = {**IMAGE_FAULTS[args.transport], **TIME_AND_CONTROL_FAULTS}
+    proc = start_node(args.domain, ns, log,
+                      [f"node.image_transport:={args.transport}", *args.param])
+    soak = Soak(args.domain, ns, frames, camera, args.transport)
     period_ns = int(NS_PER_S / args.rate)
-    names = list(FAULTS)
+    names = list(faults)
     events: list[dict] = []  # {fault, status_index}
     rss: list[tuple[float, float]] = []
     load0 = os.getloadavg()
@@ -262,14 +303,14 @@ def main(argv: list[str] | None = None) -> int:
             rc = proc.wait()
     with soak.lock:
         statuses = list(soak.statuses)
-    result = summarise(events, statuses, rss, rc, crashed, args, load0)
+    result = summarise(events, statuses, rss, rc, crashed, args, load0, faults)
     print(markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0 if rc == 0 and not crashed and result["all_recovered"] else 1
 
 
-def summarise(events, statuses, rss, rc, crashed, args, load0) -> dict:
+def summarise(events, statuses, rss, rc, crashed, args, load0, faults) -> dict:
     """Per fault kind: times injected, statuses and counter growth seen, frames to OK."""
     rows: dict[str, dict] = defaultdict(lambda: {"injected": 0, "reported": defaultdict(int),
                                                   "counter_grew": 0, "frames_to_ok": []})
@@ -278,7 +319,7 @@ def summarise(events, statuses, rss, rc, crashed, args, load0) -> dict:
         window = statuses[ev["status_index"]:end]
         row = rows[ev["fault"]]
         row["injected"] += 1
-        expected_status, counter = FAULTS[ev["fault"]]
+        expected_status, counter = faults[ev["fault"]]
         before = statuses[ev["status_index"] - 1] if ev["status_index"] else {}
         for s in window:
             if s.get("status") != "OK":
@@ -298,7 +339,7 @@ def summarise(events, statuses, rss, rc, crashed, args, load0) -> dict:
     mem = np.array([b for _, b in rss])
     warm = t >= min(60.0, 0.2 * args.minutes * 60)
     table = []
-    for fault, (expected, counter) in FAULTS.items():
+    for fault, (expected, counter) in faults.items():
         row = rows.get(fault)
         if row is None:
             continue
@@ -309,7 +350,7 @@ def summarise(events, statuses, rss, rc, crashed, args, load0) -> dict:
                       "recovered": len(ok), "frames_to_ok_max": max(ok) if ok else None,
                       "frames_to_ok_median": float(np.median(ok)) if ok else None})
     return {"minutes": args.minutes, "rate_hz": args.rate, "fault_every_s": args.fault_every,
-            "size": args.size, "params": args.param, "faults": len(events),
+            "size": args.size, "transport": args.transport, "params": args.param, "faults": len(events),
             "machine": f"{os.cpu_count()} cores ({platform.processor() or platform.machine()})",
             "load_before": load0, "load_after": os.getloadavg(), "node_exit_code": rc,
             "crashed": crashed, "statuses": len(statuses),
@@ -321,7 +362,8 @@ def summarise(events, statuses, rss, rc, crashed, args, load0) -> dict:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"{r['minutes']:g} min at {r['rate_hz']:g} Hz, {r['size']} bgr8, a fault every "
+    what = "JPEG CompressedImage" if r.get("transport") == "compressed" else "bgr8 Image"
+    lines = [f"{r['minutes']:g} min at {r['rate_hz']:g} Hz, {r['size']} {what}, a fault every "
              f"{r['fault_every_s']:g} s ({r['faults']} faults), {r['machine']}, load average "
              f"{r['load_before'][0]:.2f} before / {r['load_after'][0]:.2f} after; node exit "
              f"code {r['node_exit_code']}, crashed: {'yes' if r['crashed'] else 'no'}; RSS "
