@@ -350,7 +350,8 @@ def summarise(events, statuses, rss, rc, crashed, args, load0, faults) -> dict:
                       "recovered": len(ok), "frames_to_ok_max": max(ok) if ok else None,
                       "frames_to_ok_median": float(np.median(ok)) if ok else None})
     return {"minutes": args.minutes, "rate_hz": args.rate, "fault_every_s": args.fault_every,
-            "size": args.size, "transport": args.transport, "params": args.param, "faults": len(events),
+            "size": args.size, "transport": args.transport, "params": args.param,
+            "faults": len(events),
             "machine": f"{os.cpu_count()} cores ({platform.processor() or platform.machine()})",
             "load_before": load0, "load_after": os.getloadavg(), "node_exit_code": rc,
             "crashed": crashed, "statuses": len(statuses),
