@@ -45,9 +45,11 @@ def test_bag_play_node_record_eval_round_trip(tmp_path):
     outputs = [f"{NS}/frontend/{t}" for t in ("odometry", "relative_pose", "status")]
     recorder = _start([str(executable("dkp-slam")), "bag-record", str(tmp_path / "out"),
                        "--topics",
-                       *outputs, "/ground_truth/pose", "/clock", "--idle-stop", "4"],
+                       *outputs, "/ground_truth/pose", "/clock", "--idle-stop", "20"],
                       tmp_path / "record.log")
     try:
+        # the recorder stops 20 s after the last message: with both cores busy one frame took
+        # over 4 s and the last answer missed a 4 s idle stop (19 of 20)
         # waits until the node (image, camera_info) and the recorder (ground truth, clock)
         # subscribe; 1x real rate (10 Hz), /clock for use_sim_time
         play = subprocess.run([str(executable("dkp-slam")), "bag-play", str(bag_in), "--clock",
