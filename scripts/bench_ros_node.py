@@ -76,6 +76,14 @@ def load_frames(source: str, width: int, height: int, n: int):
     return frames + frames[-2:0:-1], cam  # forward then backward: continuous motion
 
 
+def status_record(msg) -> dict | None:
+    """The node's ``~/status`` record (a JSON ``std_msgs/String``), or None if it is not JSON."""
+    try:
+        return json.loads(msg.data)
+    except ValueError:
+        return None
+
+
 def rss_mib(pid: int) -> float:
     """Resident set size of ``pid`` in MiB (NaN when the process is gone)."""
     try:
@@ -139,12 +147,10 @@ class Bench:
                 self.received_at[key] = now
 
     def _on_status(self, msg) -> None:
-        try:
-            data = json.loads(msg.data)
-        except ValueError:
-            return
-        with self.lock:
-            self.status = data
+        data = status_record(msg)
+        if data is not None:
+            with self.lock:
+                self.status = data
 
     def ready(self) -> bool:
         return (self.image_pub.get_subscription_count() > 0 and

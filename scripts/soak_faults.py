@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_ros_node import load_frames, rss_mib  # noqa: E402
+from bench_ros_node import load_frames, rss_mib, status_record  # noqa: E402
 
 NS_PER_S = 1_000_000_000
 #: fault -> (what the node should report on ~/status, the counter that should grow)
@@ -122,12 +122,10 @@ class Soak:
         self.t_ns = 1000 * NS_PER_S
 
     def _on_status(self, msg) -> None:
-        try:
-            data = json.loads(msg.data)
-        except ValueError:
-            return
-        with self.lock:
-            self.statuses.append(data)
+        data = status_record(msg)
+        if data is not None:
+            with self.lock:
+                self.statuses.append(data)
 
     def info(self, stamp, implausible: bool = False):
         cam = self.camera
