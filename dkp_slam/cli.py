@@ -160,11 +160,12 @@ def _run(sequence, config: FrontEndConfig, args) -> int:
     out = Path(args.output or Path("outputs") / f"{sequence.name}_{config.detector.name}")
     if sequence.camera is None:
         print("note: no intrinsics found: homography-only mode (no relative pose)")
+    from .model.backends import BackendError
     from .model.weights import WeightsError
 
     try:
         summary = run_sequence(sequence, config, out, args.annotated, not args.no_progress)
-    except WeightsError as err:  # missing, corrupt or of another architecture: start-up error
+    except (WeightsError, BackendError) as err:  # weights, ONNX file, a TensorRT engine
         print(f"dkp-slam: error: {err}", file=sys.stderr)
         return 2
     print(f"\n{sequence.name} ({len(sequence)} frames) -> {out}/")

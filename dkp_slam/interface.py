@@ -127,11 +127,16 @@ class NodeConfig:
         3, "synthetic frames processed at start-up, before subscribing (at the camera's size "
         "when node.camera.source is parameters, else 640x480), so that the first real frame is "
         "answered at normal latency; 0 skips the warm-up", range=(0, 100), policy=READ_ONLY)
+    queue_depth: int = setting(
+        2, "frames that may wait for the worker; a frame arriving when this many wait replaces "
+        "the oldest (counted dropped_busy). 1 keeps only the newest (lowest latency); 2 absorbs "
+        "one slow frame at camera rate without a drop, at most one frame period of extra "
+        "latency when the node is slower than the camera", range=(1, 100), policy=READ_ONLY)
     process_every_frame: bool = setting(
         False, "queue arriving frames (at most 1000, then the oldest is dropped) instead of "
-        "keeping only the newest: every frame is processed, late when the node is slower than "
-        "the camera (replaying a recording for evaluation, deterministic tests); the default "
-        "never falls behind", policy=READ_ONLY)
+        "node.queue_depth: every frame is processed, late when the node is slower than "
+        "the camera (replaying a recording for evaluation, deterministic tests); without it the "
+        "node falls behind by at most node.queue_depth frames", policy=READ_ONLY)
     max_image_pixels: int = setting(4096 * 4096, "larger images are rejected before decoding",
                                     range=(256, 16384 * 16384), policy=RUNTIME)
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics", range=(0.05, 60.0),

@@ -1,9 +1,10 @@
 """Plain-Python machinery behind the node's worker thread (no ROS imports).
 
-- :class:`LatestSlot`: a one-item mailbox. Subscription callbacks put the newest message in
-  and never block; the worker takes the newest one; a message replaced before the worker took
-  it is a dropped frame. The node therefore never falls behind and never queues (unless
-  ``node.process_every_frame`` gives the mailbox a capacity: then frames wait in order).
+- :class:`FrameMailbox`: a small mailbox (``node.queue_depth`` items, 2 by default).
+  Subscription callbacks put the newest message in and never block; the worker takes the
+  oldest waiting one; a message pushed out before the worker took it is a dropped frame. The
+  node therefore falls behind by at most ``queue_depth`` frames (``node.process_every_frame``
+  raises the capacity to 1000 for evaluation).
 - :class:`SequenceGaps`: frames lost before the callback, from publisher sequence numbers.
 - :class:`NodeStats`: thread-safe counters, FPS and latency for ``/diagnostics`` and
   ``~/status``.
@@ -26,10 +27,10 @@ from .timeline import TIME_COUNTERS
 T = TypeVar("T")
 
 
-class LatestSlot(Generic[T]):
-    """Mailbox whose :meth:`put` never blocks: with ``capacity`` 1 (the default) the newest
-    item replaces one nobody took; with a larger capacity items queue in order and the
-    oldest is dropped only when ``capacity`` are waiting (``node.process_every_frame``)."""
+class FrameMailbox(Generic[T]):
+    """Mailbox whose :meth:`put` never blocks: items wait in order and, when ``capacity``
+    are waiting, a new one pushes out the oldest (with capacity 1 the newest replaces the
+    one nobody took). The node's capacity is ``node.queue_depth``."""
 
     def __init__(self, capacity: int = 1) -> None:
         if capacity < 1:
@@ -65,7 +66,7 @@ class LatestSlot(Generic[T]):
 
     @property
     def pending(self) -> int:
-        """Items waiting (0 or 1 with capacity 1)."""
+        """Items waiting (at most the capacity)."""
         with self._cond:
             return len(self._items)
 
@@ -94,8 +95,8 @@ class NodeStats:
     """Counters and rolling FPS / latency, safe to update from callbacks and the worker.
 
     Counters: ``received`` (images that reached the callback), ``processed``, ``dropped``
-    (all frames not processed: ``dropped_busy + dropped_queue``), ``dropped_busy`` (replaced
-    in the mailbox while the worker was busy), ``dropped_queue`` (lost before the callback,
+    (all frames not processed: ``dropped_busy + dropped_queue``), ``dropped_busy`` (pushed
+    out of the full mailbox while the worker was busy), ``dropped_queue`` (lost before the callback,
     see :class:`SequenceGaps`), ``invalid_images``, ``invalid_camera_info``,
     ``waiting_for_camera_info`` (frames skipped before the first CameraInfo), ``errors``
     (unexpected exceptions while processing), and the stamp counters of
@@ -167,4 +168,4 @@ class NodeStats:
             }
 
 
-__all__ = ["LatestSlot", "SequenceGaps", "NodeStats"]
+__all__ = ["FrameMailbox", "SequenceGaps", "NodeStats"]

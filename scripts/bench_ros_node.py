@@ -154,6 +154,7 @@ class Bench:
 
     def ready(self) -> bool:
         return (self.image_pub.get_subscription_count() > 0 and
+                self.info_pub.get_subscription_count() > 0 and
                 self.features_sub.get_publisher_count() > 0)
 
     def publish_next(self) -> int:
@@ -194,7 +195,12 @@ class Bench:
         return keys
 
     def first_frame_ms(self, timeout: float = 60.0) -> float:
-        """Latency of one frame published on its own (NaN when unanswered in ``timeout``)."""
+        """Latency of one frame published on its own (NaN when unanswered in ``timeout``),
+        after CameraInfo as a running driver has sent it: without intrinsics the node skips
+        the frame (``waiting_for_camera_info``)."""
+        for _ in range(5):
+            self.info_pub.publish(self.info)
+            time.sleep(0.1)
         key = self.publish_next()
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -204,14 +210,22 @@ class Bench:
             time.sleep(0.005)
         return float("nan")
 
-    def summary(self, keys: list[int], seconds: float) -> dict:
+    def counters(self) -> dict[str, int]:
+        """The node's drop counters from its latest ~/status."""
+        with self.lock:
+            return {k: int(self.status.get(k) or 0) for k in ("dropped_busy", "dropped_queue")}
+
+    def summary(self, keys: list[int], seconds: float, before: dict[str, int]) -> dict:
+        """What became of ``keys``; ``before``: :meth:`counters` when the phase started."""
         time.sleep(1.0)  # answers still in flight
+        after = self.counters()
         with self.lock:
             lat = np.array([self.latency_ms[k] for k in keys if k in self.latency_ms])
             got = [self.received_at[k] for k in keys if k in self.received_at]
             answered = "".join("1" if k in self.latency_ms else "." for k in keys)
         fps = (len(got) - 1) / (max(got) - min(got)) if len(got) >= 2 else 0.0
         return {"published": len(keys), "processed": len(lat), "answered": answered,
+                **{k: after[k] - before[k] for k in after},
                 "published_hz": len(keys) / seconds, "fps": fps,
                 "latency_ms_median": float(np.median(lat)) if lat.size else float("nan"),
                 "latency_ms_p90": float(np.percentile(lat, 90)) if lat.size else float("nan")}
@@ -313,10 +327,10 @@ def main(argv: list[str] | None = None) -> int:
             results["levels"] = []
             for n in (int(v) for v in args.competitors.split(",")):
                 with competitors(n):
-                    level = {"competitors": n,
-                             "latency": bench.summary(bench.run(args.rate, half), half),
-                             "throughput": bench.summary(bench.run(args.burst_rate, half),
-                                                         half)}
+                    level = {"competitors": n}
+                    for phase, rate in (("latency", args.rate), ("throughput", args.burst_rate)):
+                        before = bench.counters()
+                        level[phase] = bench.summary(bench.run(rate, half), half, before)
                 level["latency"]["rate_hz"] = args.rate
                 level["throughput"]["rate_hz"] = args.burst_rate
                 results["levels"].append(level)
@@ -364,6 +378,7 @@ def soak(bench: Bench, proc: subprocess.Popen, args) -> dict:
             last[0] = now
             samples.append((now - start, rss_mib(proc.pid)))
 
+    before = bench.counters()
     keys = bench.run(args.rate, total, tick)
     tick()
     t = np.array([s[0] for s in samples])
@@ -372,7 +387,7 @@ def soak(bench: Bench, proc: subprocess.Popen, args) -> dict:
     after = t >= warm
     slope = float(np.polyfit(t[after] / 60.0, rss[after], 1)[0]) if after.sum() >= 3 else \
         float("nan")
-    out = bench.summary(keys, total)
+    out = bench.summary(keys, total, before)
     return {"soak": {**out, "minutes": args.soak_minutes, "rate_hz": args.rate,
                      "warmup_s": warm, "rss_mib_at_warmup": float(rss[after][0]),
                      "rss_mib_end": float(rss[-1]), "rss_mib_max": float(rss.max()),
@@ -400,8 +415,9 @@ def markdown(r: dict, args) -> str:
                   f"{s['rss_growth_mib']:+.1f} | {s['rss_slope_mib_per_min']:+.2f} |"]
     else:
         lines += ["| busy-loop processes beside it | phase | publish rate (Hz) | published | "
-                  "answered | FPS | of quiet FPS | latency median (ms) | latency p90 (ms) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "answered | dropped busy / in transport | FPS | of quiet FPS | "
+                  "latency median (ms) | latency p90 (ms) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         quiet = r["levels"][0]["throughput"]["fps"] if r["levels"] else float("nan")
         for level in r["levels"]:
             for name in ("latency", "throughput"):
@@ -409,7 +425,8 @@ def markdown(r: dict, args) -> str:
                 share = (f"{s['fps'] / quiet:.0%}" if name == "throughput" and quiet > 0
                          else "")
                 lines.append(f"| {level['competitors']} | {name} | {s['published_hz']:.1f} | "
-                             f"{s['published']} | {s['processed']} | {s['fps']:.1f} | {share} "
+                             f"{s['published']} | {s['processed']} | {s['dropped_busy']} / "
+                             f"{s['dropped_queue']} | {s['fps']:.1f} | {share} "
                              f"| {s['latency_ms_median']:.1f} | {s['latency_ms_p90']:.1f} |")
         for level in r["levels"]:
             lines.append(f"\nAnswered at {level['latency']['rate_hz']:g} Hz with "

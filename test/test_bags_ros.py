@@ -45,11 +45,13 @@ def test_bag_play_node_record_eval_round_trip(tmp_path):
     outputs = [f"{NS}/frontend/{t}" for t in ("odometry", "relative_pose", "status")]
     recorder = _start([str(executable("dkp-slam")), "bag-record", str(tmp_path / "out"),
                        "--topics",
-                       *outputs, "/ground_truth/pose", "/clock", "--idle-stop", "20"],
+                       *outputs, "/ground_truth/pose", "/clock",
+                       "--stop-after", f"{NS}/frontend/status={N}",
+                       "--stop-after", f"/ground_truth/pose={N}"],
                       tmp_path / "record.log")
     try:
-        # the recorder stops 20 s after the last message: with both cores busy one frame took
-        # over 4 s and the last answer missed a 4 s idle stop (19 of 20)
+        # the recorder stops when the node has answered all N frames (~/status comes last),
+        # however long that takes on a busy machine
         # waits until the node (image, camera_info) and the recorder (ground truth, clock)
         # subscribe; 1x real rate (10 Hz), /clock for use_sim_time
         play = subprocess.run([str(executable("dkp-slam")), "bag-play", str(bag_in), "--clock",
@@ -81,3 +83,15 @@ def test_bag_play_node_record_eval_round_trip(tmp_path):
                 "inliers_median", "pose_auc@10"):
         assert live[key] == pytest.approx(offline[key], rel=1e-6), key
     assert live["rot_err_median_deg"] < 0.5
+
+
+@pytest.mark.parametrize("stop_after, reason", [
+    ("/not_recorded=3", "the topic must be recorded"),
+    ("/a=0", "the count at least 1"),
+    ("/a", "expected TOPIC=COUNT")])
+def test_bag_record_rejects_a_bad_stop_after(tmp_path, stop_after, reason):
+    run = subprocess.run([str(executable("dkp-slam")), "bag-record", str(tmp_path / "out"),
+                          "--topics", "/a", "--stop-after", stop_after],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and reason in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()

@@ -21,7 +21,7 @@ from dkp_slam.interface import (READ_ONLY, REBUILD, RUNTIME, NodeConfig,
 from dkp_slam.messages.pointcloud import (FLOAT32, UINT8, UINT32, Field, decode_features,
                                      decode_points, encode_features, feature_fields)
 from dkp_slam.odometry import OdometryChain
-from dkp_slam.runtime import LatestSlot, NodeStats, SequenceGaps
+from dkp_slam.runtime import FrameMailbox, NodeStats, SequenceGaps
 from dkp_slam.tracking import TrackingStatus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def test_camera_from_parameters():
 
 # ---------------------------------------------------------------------- runtime
 def test_latest_slot_keeps_only_the_newest():
-    slot: LatestSlot[int] = LatestSlot()
+    slot: FrameMailbox[int] = FrameMailbox()
     assert slot.get(timeout=0.0) is None
     dropped = sum(slot.put(i) for i in range(10))
     assert dropped == 9 and slot.pending == 1
@@ -181,12 +181,12 @@ def test_sequence_gaps_count_frames_lost_before_the_callback():
 
 
 def test_slot_with_capacity_keeps_order_and_drops_the_oldest():
-    slot: LatestSlot[int] = LatestSlot(capacity=3)
+    slot: FrameMailbox[int] = FrameMailbox(capacity=3)
     assert [slot.put(i) for i in range(5)] == [False, False, False, True, True]
     assert slot.pending == 3
     assert [slot.get(timeout=0.0) for _ in range(4)] == [2, 3, 4, None]
     with pytest.raises(ValueError):
-        LatestSlot(capacity=0)
+        FrameMailbox(capacity=0)
 
 
 def test_node_stats_snapshot():

@@ -95,6 +95,8 @@ def add_parsers(sub: Any, add_common: Callable[[argparse.ArgumentParser], None])
     p.add_argument("--duration", type=float, default=0.0, help="stop after SECONDS")
     p.add_argument("--idle-stop", type=float, default=0.0, metavar="SECONDS",
                    help="stop when nothing arrived for SECONDS after the first message")
+    p.add_argument("--stop-after", action="append", default=[], metavar="TOPIC=COUNT",
+                   help="stop once TOPIC has COUNT messages (repeatable: all of them)")
     p.add_argument("--use-sim-time", action="store_true", help="stamp with /clock time")
 
 
@@ -211,11 +213,18 @@ def _bag_play(args: argparse.Namespace) -> int:
 
 
 def _bag_record(args: argparse.Namespace) -> int:
+    from .reader import BagError
     from .record import BagRecorder, RecordOptions
 
+    stop_after = {}
+    for item in args.stop_after:
+        topic, _, count = item.rpartition("=")
+        if not topic or not count.isdigit():
+            raise BagError(f"--stop-after {item!r}: expected TOPIC=COUNT")
+        stop_after[topic] = int(count)
     options = RecordOptions(topics=args.topics, storage=args.storage,
                             duration_s=args.duration, idle_stop_s=args.idle_stop,
-                            use_sim_time=args.use_sim_time)
+                            stop_after=stop_after, use_sim_time=args.use_sim_time)
     recorder = BagRecorder(args.output, options)
     _interrupt_on_sigterm()
     try:

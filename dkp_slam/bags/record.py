@@ -32,6 +32,8 @@ class RecordOptions:
         storage: ``mcap`` or ``sqlite3``.
         duration_s: stop after this many seconds (0: until interrupted).
         idle_stop_s: stop when nothing arrived for this long after the first message (0: off).
+        stop_after: stop once every topic named here has this many messages (empty: off);
+            independent of how fast the machine is, unlike ``idle_stop_s``.
         use_sim_time: stamp with ``/clock`` time.
         depth: subscription history depth.
     """
@@ -40,6 +42,7 @@ class RecordOptions:
     storage: str = "mcap"
     duration_s: float = 0.0
     idle_stop_s: float = 0.0
+    stop_after: dict[str, int] = field(default_factory=dict)
     use_sim_time: bool = False
     depth: int = 100
 
@@ -61,6 +64,10 @@ class BagRecorder:
             raise BagError("no topics to record (--topics)")
         if options.storage not in ("mcap", "sqlite3"):
             raise BagError(f"bag-record writes rosbag2 (mcap or sqlite3), not {options.storage}")
+        for topic, count in options.stop_after.items():
+            if topic not in options.topics or count < 1:
+                raise BagError(f"stop after {count} messages on {topic}: the topic must be "
+                               f"recorded (--topics) and the count at least 1")
         self.options = options
         self.rclpy = rclpy
         self.writer = BagWriter(output, options.storage)
@@ -137,6 +144,8 @@ class BagRecorder:
                     break
                 if (o.idle_stop_s > 0 and self.last_t is not None
                         and now - self.last_t >= o.idle_stop_s):
+                    break
+                if o.stop_after and all(self.received[t] >= n for t, n in o.stop_after.items()):
                     break
         finally:
             self.close()

@@ -318,16 +318,25 @@ class TensorRTBackend(Backend):
         key = (height, width)
         if key not in self._engines:
             path = self.engine_path(height, width)
-            if path.is_file():
-                plan = path.read_bytes()
-            else:
+            engine, problem = None, ""
+            if path.is_file():  # a cache: a file this TensorRT / GPU cannot use is rebuilt
+                engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+                problem = ("it cannot be deserialised (truncated, or built by another TensorRT"
+                           " or GPU)" if engine is None else self._io_mismatch(engine, height,
+                                                                               width))
+                if problem:
+                    log.warning("cached TensorRT engine %s unusable: %s; rebuilding", path,
+                                problem)
+                    engine = None
+            if engine is None:
                 log.info("building TensorRT engine %s (minutes on a Jetson)", path.name)
                 plan = self._build(height, width)
+                engine = self.runtime.deserialize_cuda_engine(plan)
+                problem = ("TensorRT cannot deserialise the engine it just built"
+                           if engine is None else self._io_mismatch(engine, height, width))
+                if problem:
+                    raise BackendError(f"TensorRT engine from {self.onnx_path}: {problem}")
                 path.write_bytes(plan)
-            engine = self.runtime.deserialize_cuda_engine(plan)
-            if engine is None:
-                raise BackendError(f"cannot deserialise TensorRT engine {path}; delete it to "
-                                   f"rebuild")
             context = engine.create_execution_context()
             context.set_input_shape("image", (1, 1, height, width))
             dev, f32 = self.device, torch.float32
@@ -342,6 +351,20 @@ class TensorRTBackend(Backend):
                 context.set_tensor_address(name, buffers[name].data_ptr())
             self._engines[key] = (engine, context, buffers)
         return self._engines[key][1:]
+
+    def _io_mismatch(self, engine: Any, height: int, width: int) -> str:
+        """Why ``engine``'s input / output tensors do not fit this model at this size ("" when
+        they do): names, and the shapes the buffers of :meth:`_engine` are allocated with."""
+        expected = {"image": (1, 1, height, width), "score_logits": (1, 1, height, width),
+                    "descriptor_map": (1, self.descriptor_dim, height // 8, width // 8)}
+        names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+        if names != set(expected):
+            return f"tensors {sorted(names)}, expected {sorted(expected)}"
+        for name, shape in expected.items():
+            have = tuple(engine.get_tensor_shape(name))
+            if have != shape and not (name == "image" and -1 in have):  # a dynamic input
+                return f"{name} has shape {have}, expected {shape}"
+        return ""
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

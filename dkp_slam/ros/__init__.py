@@ -1,7 +1,7 @@
 """The ROS 2 layer of dkp_slam: a thin node over the pure-Python core. Every module here imports
 ROS; what the node shares with ROS-free tools lives outside this package:
 :mod:`dkp_slam.interface` (topic names, the node's parameters, validation),
-:mod:`dkp_slam.runtime` (newest-frame mailbox, statistics), :mod:`dkp_slam.odometry`
+:mod:`dkp_slam.runtime` (frame mailbox, statistics), :mod:`dkp_slam.odometry`
 (odometry and covariance chaining), :mod:`dkp_slam.messages` (message field decoders and the
 features cloud layout) and :mod:`dkp_slam.records` (the ``~/status`` record).
 

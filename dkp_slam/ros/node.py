@@ -6,9 +6,10 @@ frame mailbox, statistics, odometry chaining) lives in :mod:`dkp_slam.runtime`.
 
 Threads: the executor runs the callbacks (image, camera_info, reset, parameters, diagnostics
 timer), none of which waits for processing: the image callback only puts the message into a
-one-slot mailbox. One worker thread owns the FrontEnd: it takes the newest message, applies
-pending parameter / camera / reset changes between frames, processes and publishes. Frames that
-arrive while it is busy replace each other in the mailbox and are counted as dropped.
+mailbox of ``node.queue_depth`` frames. One worker thread owns the FrontEnd: it takes the oldest
+waiting message, applies pending parameter / camera / reset changes between frames, processes
+and publishes. A frame arriving when the mailbox is full pushes out the oldest waiting one,
+counted as dropped.
 
 Interface (names relative to the node; see docs/ROS.md): subscribes ``image``
 (``image/compressed`` with ``node.image_transport:=compressed``) and ``camera_info``; publishes
@@ -52,6 +53,7 @@ from ..camera import Camera, CameraError
 from ..config import ConfigError, FrontEndConfig, set_by_path
 from ..frontend import FrameResult, FrontEnd
 from ..image import ImageError
+from ..model.backends import BackendError
 from ..model.weights import WeightsError
 from ..records import FrameRecord, NodeStatus, StatusReport
 from ..viz import TrackHistory, draw_frame
@@ -64,7 +66,7 @@ from ..interface import (CAMERA_INFO_TOPIC, COMPRESSED_IMAGE_TOPIC, DEBUG_IMAGE_
                         STATUS_TOPIC, NodeConfig, Spec, camera_from_parameters,
                         parameter_specs)
 from ..odometry import OdometryChain
-from ..runtime import LatestSlot, NodeStats, SequenceGaps
+from ..runtime import FrameMailbox, NodeStats, SequenceGaps
 from ..timeline import StampPolicy, restamped
 
 try:  # Optional: not on PyPI; present on a ROS 2 install.
@@ -141,8 +143,8 @@ class FrontEndNode(Node):
         nc = self.node_config
 
         self.stats = NodeStats()
-        self._slot: LatestSlot[tuple[Any, float, int]] = LatestSlot(
-            EVERY_FRAME_QUEUE if nc.process_every_frame else 1)
+        self._slot: FrameMailbox[tuple[Any, float, int]] = FrameMailbox(
+            EVERY_FRAME_QUEUE if nc.process_every_frame else nc.queue_depth)
         self._stamps = StampPolicy(nc.time)  # executor thread only
         self._segment = 0  # the worker's time segment (StampPolicy.segment)
         self._missing_reported = 0  # frames_missing_upstream at the last diagnostics
@@ -582,7 +584,8 @@ def main(args: Optional[list[str]] = None) -> int:
     """Console script ``frontend_node`` (``ros2 run dkp_slam frontend_node --ros-args ...``).
 
     Exits 0 after SIGINT or SIGTERM (one or several); 2 with one line on stderr for invalid
-    parameters, an unreadable parameters file, or weights / an ONNX file that cannot be used.
+    parameters, an unreadable parameters file, weights / an ONNX file that cannot be used, or
+    a TensorRT engine that cannot be built (during the warm-up).
     """
     keep_freed_memory()  # per-frame buffers stay mapped (dkp_slam/allocator.py)
     stop = threading.Event()
@@ -598,7 +601,7 @@ def main(args: Optional[list[str]] = None) -> int:
         print(f"frontend_node: invalid parameters: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    except WeightsError as err:  # missing, corrupt or foreign weights; a wrong ONNX file
+    except (WeightsError, BackendError) as err:  # weights, ONNX file; an engine (warm-up)
         print(f"frontend_node: error: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
