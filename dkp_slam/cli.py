@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame rate for image folders without timestamps")
     p.add_argument("--start", type=int, default=0, help="first frame")
     p.add_argument("--step", type=int, default=1, help="use every STEP-th frame")
+    p.add_argument("--calib", help="intrinsics for the frames (replacing any the sequence has): "
+                                   "ROS camera_info YAML, OpenCV calibration YAML, Kalibr "
+                                   "camchain or EuRoC sensor.yaml")
+    p.add_argument("--calib-camera", help="camera of a Kalibr camchain (cam0, cam1, ...)")
     _add_common(p)
 
     sub.add_parser("info", help="versions, devices, detectors and the default configuration")
@@ -74,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="relative pose and trajectory errors on a sequence")
     p.add_argument("path", help="sequence (KITTI, TUM, EuRoC, image folder, video)")
     p.add_argument("--max-frames", type=int, default=0, help="use at most this many frames")
+    p = bsub.add_parser("pose", parents=[common],
+                        help="relative pose on image pairs with ground truth (pose AUC)")
+    p.add_argument("path", help="pairs file in the SuperGlue / LoFTR format (pairs_with_gt.txt:"
+                                " name0 name1 rot0 rot1 K0(9) K1(9) T_0to1(16))")
     p = bsub.add_parser("speed", parents=[common],
                         help="per-stage latency, throughput and peak memory")
     p.add_argument("path", nargs="?", help="sequence (default: the synthetic corridor)")
@@ -146,6 +154,8 @@ def main(argv: Optional[Seq[str]] = None) -> int:
             from .datasets import open_sequence
 
             sequence = open_sequence(args.path, fps=args.fps).subset(args.start, None, args.step)
+            if args.calib:
+                sequence.camera = _calibration_for(sequence, args.calib, args.calib_camera)
         if args.max_frames > 0:
             sequence = sequence.subset(0, args.max_frames)
         return _run(sequence, config, args)
@@ -159,7 +169,8 @@ def _run(sequence, config: FrontEndConfig, args) -> int:
 
     out = Path(args.output or Path("outputs") / f"{sequence.name}_{config.detector.name}")
     if sequence.camera is None:
-        print("note: no intrinsics found: homography-only mode (no relative pose)")
+        print("note: no intrinsics found: homography-only mode (no relative pose); give the "
+              "camera with --calib FILE")
     from .model.backends import BackendError
     from .model.weights import WeightsError
 
@@ -243,8 +254,25 @@ def _export(args) -> int:
     return 0 if ok else 1
 
 
+def _calibration_for(sequence, path: str, camera_name: Optional[str]):
+    """The camera of calibration file ``path``, checked against the size of the first frame.
+
+    Raises:
+        ValueError: an unusable file, or intrinsics for another image size."""
+    from .datasets import load_calibration
+
+    camera, _, _ = load_calibration(path, camera_name)
+    if len(sequence):
+        height, width = sequence.load_image(0).shape[:2]
+        if (width, height) != (camera.width, camera.height):
+            raise ValueError(f"{path}: the calibration is for {camera.width}x{camera.height} "
+                             f"images, the frames of {sequence.name} are {width}x{height}")
+    return camera
+
+
 def _bench(args) -> int:
-    """``dkp-slam bench homography|odometry|speed``: run, then write and print the table."""
+    """``dkp-slam bench homography|odometry|pose|speed``: run, then write and print the
+    table."""
     from .bench import report
 
     methods = _bench_methods(args.methods)
@@ -252,7 +280,7 @@ def _bench(args) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     run = {"homography": _bench_homography, "odometry": _bench_odometry,
-           "speed": _bench_speed}[args.bench_command]
+           "pose": _bench_pose, "speed": _bench_speed}[args.bench_command]
     results, columns, name = run(args, methods, base, out)
     table = report.markdown_table(results, columns)
     report.write_results(out, name, results, table, args.json,
@@ -305,6 +333,16 @@ def _bench_odometry(args, methods: list[str], base: FrontEndConfig, out: Path
                              not args.no_progress)
     return (results, list(ODOMETRY_METRICS),
             f"odometry_{sequence.name}_n{len(sequence)}_k{args.max_keypoints}")
+
+
+def _bench_pose(args, methods: list[str], base: FrontEndConfig, out: Path
+                ) -> tuple[dict, list[str], str]:
+    """Relative pose on pairs with ground truth, through the front-end's matcher and geometry."""
+    from .bench.pose import POSE_METRICS, bench_pose
+
+    results, label = bench_pose(args.path, methods, base, args.max_keypoints,
+                                not args.no_progress)
+    return results, list(POSE_METRICS), f"pose_{label}_k{args.max_keypoints}"
 
 
 def _bench_speed(args, methods: list[str], base: FrontEndConfig, out: Path

@@ -33,7 +33,9 @@ def run_sequence(sequence: FrameSource, config: FrontEndConfig, output_dir: str 
     - ``summary.json``: :func:`~dkp_slam.evaluation.summarize` plus the sequence, the input
       description (``input``: :meth:`~dkp_slam.sequence.FrameSource.describe`) and config;
     - ``frames.csv``: one row per frame (status, model, keypoints, matches, inliers, timings);
-    - ``trajectory_tum.txt``: chained poses ``T_world_cam`` (TUM format, up to scale);
+    - ``trajectory_tum.txt``: chained poses ``T_world_cam`` (TUM format, up to scale); not
+      written, nor ``trajectory.png``, when the run was homography-only (no intrinsics: no
+      pose, so no trajectory; ``homography_only`` in the summary);
     - with ground truth: ``groundtruth_tum.txt`` and ``trajectory_gtscale_tum.txt`` (steps
       scaled to the true lengths), and the plot ``trajectory.png`` compares them;
     - ``frames/NNNNNN.png``: ``n_annotated`` evenly spaced frames with keypoints and tracks.
@@ -88,7 +90,8 @@ def run_sequence(sequence: FrameSource, config: FrontEndConfig, output_dir: str 
     summary.update(sequence=sequence.name, source=str(info.get("path", "")),
                    skipped_frames=len(skipped), skipped=skipped[:20],
                    restarts=restarts[:20],
-                   has_ground_truth=gt is not None, input=info, config=config.to_dict())
+                   has_ground_truth=gt is not None, homography_only=frontend.camera is None,
+                   input=info, config=config.to_dict())
     write_outputs(out, sequence.name, records, gt, summary, errors)
     return summary
 
@@ -115,7 +118,9 @@ def write_outputs(out: Path, name: str, records: list[FrameRecord], gt: Optional
     ``tdir_err_deg`` columns of ``frames.csv`` (empty without ground truth)."""
     stamps = np.array([r.stamp for r in records])
     chained = np.array([r.T_world_cam for r in records]).reshape(-1, 4, 4)
-    write_tum_trajectory(out / "trajectory_tum.txt", stamps, chained)
+    homography_only = bool(summary.get("homography_only"))  # identity poses: no trajectory
+    if not homography_only:
+        write_tum_trajectory(out / "trajectory_tum.txt", stamps, chained)
     rot, tdir = errors if errors is not None else (np.full(len(records), np.nan),) * 2
     with open(out / "frames.csv", "w") as f:
         f.write("frame,stamp,status,model,keypoints,matches,inliers,parallax_px,keyframe,"
@@ -139,7 +144,7 @@ def write_outputs(out: Path, name: str, records: list[FrameRecord], gt: Optional
         write_tum_trajectory(out / "trajectory_gtscale_tum.txt", stamps, scaled)
         plot_trajectory(out / "trajectory.png", scaled, gt, title,
                         "estimate (step lengths from ground truth)")
-    elif records:
+    elif records and not homography_only:
         plot_trajectory(out / "trajectory.png", chained, None, title, "estimate (unit steps)")
     with open(out / "summary.json", "w") as f:
         json.dump(jsonable(summary), f, indent=2)
@@ -155,11 +160,20 @@ def format_summary(summary: dict) -> str:
         ("tracked fraction", f"{summary['tracked_fraction']:.3f}"),
         ("status counts", ", ".join(f"{k}={v}" for k, v in summary["status_counts"].items()
                                     if v)),
-        ("median rotation error", f"{summary['rot_err_median_deg']:.3f} deg"),
-        ("median transl.-dir. error", f"{summary['tdir_err_median_deg']:.3f} deg"),
-        ("pose AUC @5/10/20 deg", "{:.3f} / {:.3f} / {:.3f}".format(
-            summary["pose_auc@5"], summary["pose_auc@10"], summary["pose_auc@20"])),
-        ("ATE after Sim(3) [m]", f"{summary['ate_sim3_rmse_m']:.3f}"),
+    ]
+    if summary.get("homography_only"):
+        rows.append(("pose", "none: homography-only (no intrinsics), so no relative pose and "
+                             "no trajectory; give the camera with --calib FILE"))
+    elif not summary.get("has_ground_truth", True):
+        rows.append(("pose errors", "not computed: no ground truth"))
+    else:
+        rows += [
+            ("median rotation error", f"{summary['rot_err_median_deg']:.3f} deg"),
+            ("median transl.-dir. error", f"{summary['tdir_err_median_deg']:.3f} deg"),
+            ("pose AUC @5/10/20 deg", "{:.3f} / {:.3f} / {:.3f}".format(
+                summary["pose_auc@5"], summary["pose_auc@10"], summary["pose_auc@20"])),
+            ("ATE after Sim(3) [m]", f"{summary['ate_sim3_rmse_m']:.3f}")]
+    rows += [
         ("median keypoints / inliers",
          f"{summary['keypoints_median']:.0f} / {summary['inliers_median']:.0f}"),
         ("ms per frame (median)", ", ".join(f"{k} {v:.1f}"

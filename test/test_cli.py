@@ -76,11 +76,58 @@ def test_run_image_folder_and_video_without_intrinsics(tmp_path):
         proc = dkp("run", src, "--output", tmp_path / "o", "--json", tmp_path / "o.json",
                    "--no-progress")
         assert proc.returncode == 0, proc.stderr
-        assert "homography-only" in proc.stdout
+        assert "homography-only" in proc.stdout and "--calib FILE" in proc.stdout
+        assert "nan" not in proc.stdout  # said in words, not as NaN figures
         summary = json.loads((tmp_path / "o.json").read_text())
-        assert summary["frames"] == 8
+        assert summary["frames"] == 8 and summary["homography_only"]
         assert summary["tracked_fraction"] == 1.0
         assert np.isnan(summary["rot_err_median_deg"])  # no ground truth, no error figure
+        # no trajectory of identity poses
+        assert not (tmp_path / "o" / "trajectory.png").exists()
+        assert not (tmp_path / "o" / "trajectory_tum.txt").exists()
+
+
+def _camera_info_yaml(path, camera):
+    """A ROS camera_info YAML (camera_calibration_parsers' layout) for ``camera``."""
+    K = camera.K.reshape(-1).tolist()
+    path.write_text(
+        f"image_width: {camera.width}\nimage_height: {camera.height}\ncamera_name: cam\n"
+        f"camera_matrix: {{rows: 3, cols: 3, data: {K}}}\n"
+        f"distortion_model: plumb_bob\n"
+        f"distortion_coefficients: {{rows: 1, cols: 5, data: [0, 0, 0, 0, 0]}}\n")
+
+
+def test_run_folder_with_calib_file(tmp_path):
+    """Your own camera: a folder of frames plus --calib gives poses and a trajectory."""
+    from dkp_slam.datasets import load_kitti
+
+    kitti = shared_data("sequences", "kitti07_0000-0159")
+    camera = load_kitti(kitti).camera
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(8):
+        src = kitti / "image_0" / f"{i:06d}.png"
+        (folder / src.name).write_bytes(src.read_bytes())
+    _camera_info_yaml(tmp_path / "cam.yaml", camera)
+    proc = dkp("run", folder, "--calib", tmp_path / "cam.yaml", "--set", "detector.name=orb",
+               "--output", tmp_path / "o", "--json", tmp_path / "o.json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "o.json").read_text())
+    assert not summary["homography_only"] and summary["frames"] == 8
+    assert summary["status_counts"].get("OK", 0) >= 6
+    assert "not computed: no ground truth" in proc.stdout and "nan" not in proc.stdout
+    tum = np.loadtxt(tmp_path / "o" / "trajectory_tum.txt")
+    assert tum.shape == (8, 8) and tum[-1, 3] > 0.5  # KITTI drives forward (+z), unit steps
+    assert (tmp_path / "o" / "trajectory.png").is_file()
+
+    # intrinsics for another image size: one line, exit 2, nothing run
+    small = type(camera)(640, 480, camera.fx, camera.fy, 320.0, 240.0)
+    _camera_info_yaml(tmp_path / "small.yaml", small)
+    proc = dkp("run", folder, "--calib", tmp_path / "small.yaml", "--output", tmp_path / "o2")
+    assert proc.returncode == 2 and "calibration is for 640x480 images" in proc.stderr
+    assert "are 1226x370" in proc.stderr and "Traceback" not in proc.stderr
+    proc = dkp("run", folder, "--calib", tmp_path / "missing.yaml", "--output", tmp_path / "o2")
+    assert proc.returncode == 2 and "missing.yaml" in proc.stderr
 
 
 @pytest.mark.parametrize("args, message", [
