@@ -3,6 +3,7 @@ chained trajectories and the run summary printed by the CLI."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Iterable, Optional
 
 import numpy as np
@@ -77,8 +78,8 @@ def summarize(records: list[FrameRecord], gt_poses: Optional[np.ndarray], wall_t
 
     Keys: ``frames``, ``fps`` (frames / wall time of processing), ``rot_err_median_deg``,
     ``rot_err_p90_deg``, ``tdir_err_median_deg``, ``tdir_err_p90_deg``, ``tracked_fraction``
-    (frames with a pose among those after the first), ``status_counts``,
-    ``keypoints_median``, ``inliers_median``, ``ms_per_frame`` (median total),
+    (frames with a pose among those after the first), ``status_counts``, ``model_counts``
+    (the two-view model of each frame), ``keyframes``, ``keypoints_median``, ``inliers_median``, ``ms_per_frame`` (median total),
     ``ms_per_stage`` (median per stage), ``detector``; with ground truth also the keys of
     :func:`trajectory_metrics`. Error figures are NaN without ground truth.
     ``errors``: the output of :func:`relative_pose_errors`, when already computed.
@@ -94,6 +95,8 @@ def summarize(records: list[FrameRecord], gt_poses: Optional[np.ndarray], wall_t
         "detector": detector,
         "tracked_fraction": tracked / len(after_first) if after_first else 0.0,
         "status_counts": counts,
+        "model_counts": dict(Counter(r.model for r in records)),
+        "keyframes": sum(bool(r.is_keyframe) for r in records),
         "keypoints_median": _median(r.keypoints for r in records),
         "inliers_median": _median(r.inliers for r in after_first),
         "ms_per_stage": {

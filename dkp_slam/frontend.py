@@ -256,7 +256,10 @@ class FrontEnd:
                    f"(< {gconf.min_inliers})" + ("; reinitialising" if lost else ""))
 
         res = finish(status, msg, geo, matches, len(matches))
-        res.is_keyframe = tr.advance(frame, status.tracked, enough)
+        # Against the keyframe the geometry's parallax is the baseline accumulated since it.
+        parallax = geo.parallax_px if ref is tr.keyframe and np.isfinite(geo.parallax_px) \
+            else None
+        res.is_keyframe = tr.advance(frame, status.tracked, enough, parallax)
         timings["track"] = (time.perf_counter() - t2) * 1e3
         return res
 

@@ -500,23 +500,28 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     if inliers.sum() < conf.min_inliers:
         res.inliers = inliers
         return res
-    H_rot = K @ R_rot.T @ Kinv
+    # Parallax: the flow the model's translation causes, i.e. what is left after its own
+    # rotation is compensated. Not the rotation-only fit's rotation: that one absorbs a small
+    # translation (a step along a plane looks like a turn to first order), which would make
+    # any translation look like none.
+    pts0 = p0[inliers]
+    R = None
     if model == "homography":
-        # The flow H adds to the rotation alone: its translation part, free of keypoint noise.
-        parallax = _median_flow(apply_homography(H, p0[inliers]),
-                                apply_homography(H_rot, p0[inliers]))
+        R, t = _pose_from_homography(H, K, pts0, p1[inliers], R_e, t_e)
+        if R is None:  # no decomposition: the translation is not observable either
+            model = "rotation"
+    if R is not None:
+        # from H itself, not the matches: its translation part, free of keypoint noise
+        parallax = _median_flow(apply_homography(H, pts0),
+                                apply_homography(K @ R.T @ Kinv, pts0))
     else:
-        parallax = _median_flow(p1[inliers], apply_homography(H_rot, p0[inliers]))
+        R, t = (R_e, t_e) if model == "essential" else (R_rot, np.zeros(3))
+        parallax = _median_flow(p1[inliers], apply_homography(K @ R.T @ Kinv, pts0))
     res.parallax_px, res.inliers = parallax, inliers
     if model == "rotation" or parallax < conf.min_parallax_px:
         res.model, res.R, res.t = "rotation", R_rot, np.zeros(3)
-    elif model == "homography":
-        R, t = _pose_from_homography(H, K, p0[inliers], p1[inliers], R_e, t_e)
-        if R is None:
-            return res
-        res.model, res.R, res.t = "homography", R, t
     else:
-        res.model, res.R, res.t = "essential", R_e, t_e
+        res.model, res.R, res.t = model, R, t
     res.covariance = pose_covariance(x0[inliers], x1[inliers], res.R, res.t, focal,
                                      res.translation_valid)
     return res

@@ -52,6 +52,10 @@ __all__ = [
     "trajectory",
     "scene_for",
     "make_synthetic_sequence",
+    "make_scenario",
+    "build_desk_scene",
+    "SCENARIOS",
+    "DOWN_MOTIONS",
 ]
 
 #: Frame rate of synthetic sequences (Hz).
@@ -75,10 +79,17 @@ class SyntheticConfig:
         width, height, fx, fy, cx, cy: pinhole intrinsics; ``cx``/``cy`` of None mean the image
             centre, ``(width - 1) / 2`` and ``(height - 1) / 2``.
         seed: seeds the scene textures, the trajectory phases and per-frame noise / exposure.
+        scene: ``"corridor"`` (:func:`build_scene`) or ``"desk"`` (:func:`build_desk_scene`:
+            a textured desk 0.45 m below the camera with a few raised plates).
         motion: ``"forward"`` (walk down the corridor with sway and head oscillations),
-            ``"rotation"`` (pure rotation about a fixed camera centre) or ``"static"``
-            (identical poses; frames differ only by noise / exposure).
-        speed: forward motion per frame in metres (``"forward"`` only).
+            ``"rotation"`` (pure rotation about a fixed camera centre), ``"static"``
+            (identical poses; frames differ only by noise / exposure), ``"down"`` (looking
+            straight down, translating along the world ``z`` axis and yawing about the
+            vertical: a drone or a floor-facing robot camera), ``"creep"`` (looking down, slow
+            translation along a slowly turning direction, small rotations) or ``"handheld"``
+            (looking down, slow wandering translation, large rotations: 2 s periods).
+        speed: translation per frame in metres (``"forward"``, ``"down"``, ``"creep"``,
+            ``"handheld"``).
         sway_x, sway_y: lateral / vertical sway amplitudes in metres (``"forward"`` only).
         yaw_deg, pitch_deg, roll_deg: amplitudes of the smooth angular oscillations.
         rotation_gain: factor on the angular amplitudes in ``"rotation"`` motion.
@@ -88,6 +99,10 @@ class SyntheticConfig:
             ``40*a*u'`` (``u, u'`` uniform in [-1, 1]); 0 disables.
         supersample: render at this many times the resolution, then ``INTER_AREA`` down.
         texels_per_metre: texture resolution of the scene.
+        dist: radial-tangential (OpenCV ``k1 k2 p1 p2 [k3]``) lens distortion of the rendered
+            images (empty: a pinhole camera); the sequence's camera carries it.
+        desk_structure_m: height of the tallest raised plate on the desk (``"desk"`` scene;
+            the others are 1/2 and 1/4 of it): the off-plane structure.
     """
 
     n_frames: int = 120
@@ -98,6 +113,7 @@ class SyntheticConfig:
     cx: Optional[float] = None
     cy: Optional[float] = None
     seed: int = 0
+    scene: str = "corridor"
     motion: str = "forward"
     speed: float = 0.09
     sway_x: float = 0.2
@@ -111,12 +127,47 @@ class SyntheticConfig:
     exposure_change: float = 0.0
     supersample: int = 2
     texels_per_metre: float = 200.0
+    dist: tuple[float, ...] = ()
+    desk_structure_m: float = 0.12
 
     def camera(self) -> Camera:
-        """The pinhole :class:`Camera` these options describe."""
+        """The :class:`Camera` these options describe (radtan when ``dist`` is given)."""
         cx = (self.width - 1) / 2.0 if self.cx is None else float(self.cx)
         cy = (self.height - 1) / 2.0 if self.cy is None else float(self.cy)
-        return Camera(int(self.width), int(self.height), float(self.fx), float(self.fy), cx, cy)
+        dist = np.asarray(self.dist, dtype=np.float64)
+        return Camera(int(self.width), int(self.height), float(self.fx), float(self.fy), cx, cy,
+                      "radtan" if dist.size else "none", dist)
+
+
+#: Named scenarios of the pose benchmark (docs/BENCHMARKS.md, "Poses where robots are"): each
+#: a set of :class:`SyntheticConfig` overrides. Per-frame motions are those of a robot at 20 Hz.
+SCENARIOS: dict[str, dict] = {
+    # the default corridor walk (1.8 m/s, 3 deg oscillations)
+    "corridor": {},
+    # a desk filling the view at 0.45 m, 1 cm of off-plane structure; 3 mm per frame
+    "desk_plane": {"scene": "desk", "motion": "creep", "speed": 0.003, "yaw_deg": 1.0,
+                   "pitch_deg": 0.7, "roll_deg": 0.5, "desk_structure_m": 0.01,
+                   "texels_per_metre": 1000.0},
+    # looking down from 1 m at the corridor floor, 2 cm per frame forward, yawing +-10 deg
+    "drone_down": {"motion": "down", "speed": 0.02, "yaw_deg": 10.0, "pitch_deg": 1.0,
+                   "roll_deg": 1.0, "texels_per_metre": 400.0},
+    # turning on the spot: pure rotation, +-9 / 6 / 4.5 deg
+    "pure_rotation": {"motion": "rotation"},
+    # creeping 1.5 mm per frame over a desk with objects up to 12 cm high
+    "creep": {"scene": "desk", "motion": "creep", "speed": 0.0015, "yaw_deg": 0.5,
+              "pitch_deg": 0.3, "roll_deg": 0.3, "desk_structure_m": 0.12,
+              "texels_per_metre": 1000.0},
+    # handheld over a desk: 3 mm per frame, rotations up to 15 deg within 2 s
+    "handheld": {"scene": "desk", "motion": "handheld", "speed": 0.003, "yaw_deg": 7.5,
+                 "pitch_deg": 5.0, "roll_deg": 4.0, "desk_structure_m": 0.12,
+                 "texels_per_metre": 1000.0},
+    # the same through a strongly distorting lens (barrel, like the wide-angle lenses of
+    # 752x480 robot cameras)
+    "handheld_distorted": {"scene": "desk", "motion": "handheld", "speed": 0.003,
+                           "yaw_deg": 7.5, "pitch_deg": 5.0, "roll_deg": 4.0,
+                           "desk_structure_m": 0.12, "texels_per_metre": 1000.0,
+                           "dist": (-0.28, 0.07, 0.0, 0.0, 0.0)},
+}
 
 
 # ---------------------------------------------------------------------------- scene model
@@ -353,6 +404,37 @@ def build_scene(seed: int = 0, length: float = DEFAULT_LENGTH,
     return _build_scene_cached(int(seed), float(length), float(texels_per_metre))
 
 
+#: The desk of the ``"desk"`` scene: ``y = DESK_Y`` (0.45 m below a camera at the origin),
+#: ``x in [-0.8, 0.8]``, ``z in [-0.6, 0.6]``.
+DESK_Y, DESK_HALF_X, DESK_HALF_Z = 0.45, 0.8, 0.6
+
+
+@functools.lru_cache(maxsize=3)
+def _build_desk_scene_cached(seed: int, ppm: float, structure: float) -> Scene:
+    ss = np.random.SeedSequence([int(seed), 0xDE5C])
+    rngs = [np.random.default_rng(s) for s in ss.spawn(4)]
+    ex, ez = np.eye(3)[0], np.eye(3)[2]
+    planes = [_textured_plane("desk", (-DESK_HALF_X, DESK_Y, -DESK_HALF_Z), ex, ez,
+                              (2 * DESK_HALF_X, 2 * DESK_HALF_Z), ppm, rngs[0])]
+    # raised plates (books, boxes): (centre x, centre z, size x, size z, height share)
+    for k, (x, z, sx, sz, share) in enumerate([(-0.12, 0.08, 0.22, 0.16, 1.0),
+                                              (0.15, -0.10, 0.18, 0.20, 0.5),
+                                              (0.05, 0.20, 0.25, 0.12, 0.25)]):
+        y = DESK_Y - structure * share
+        planes.append(_textured_plane(f"plate_{k}", (x - sx / 2, y, z - sz / 2), ex, ez,
+                                      (sx, sz), ppm, rngs[k + 1]))
+    return Scene(planes, 2 * DESK_HALF_Z, int(seed))
+
+
+def build_desk_scene(seed: int = 0, texels_per_metre: float = 1000.0,
+                     structure_m: float = 0.12) -> Scene:
+    """A textured desk (1.6 x 1.2 m, :data:`DESK_Y` = 0.45 m below the origin) with three
+    raised plates ``structure_m``, 1/2 and 1/4 of it above the desk (cached; read-only).
+    A camera at the origin looking down (``"down"``, ``"creep"``, ``"handheld"`` motions)
+    sees the desk filling the view, as a handheld or wrist camera over a table does."""
+    return _build_desk_scene_cached(int(seed), float(texels_per_metre), float(structure_m))
+
+
 # ---------------------------------------------------------------------------- rendering
 def _rasterize(scene: Scene, T_world_cam: np.ndarray, camera: Camera, ss: int,
                want_image: bool) -> tuple[Optional[np.ndarray], np.ndarray]:
@@ -476,6 +558,12 @@ def trajectory(config: SyntheticConfig) -> np.ndarray:
     sway and yaw / pitch / roll oscillations (periods 2.5-6 s, phases from the seed);
     ``"rotation"``: the same angular oscillations times ``rotation_gain`` about the origin;
     ``"static"``: identity for every frame. Rotation is ``R = Ry(yaw) Rx(pitch) Rz(roll)``.
+    The looking-down motions start from ``R_down`` (camera ``z`` = world ``+y``, image up =
+    world ``+z``) and rotate by ``R_down Rz(yaw) Rx(pitch) Ry(roll)`` (yaw about the optical
+    axis, i.e. the vertical): ``"down"`` 1 m above the corridor floor moving along ``+z`` by
+    ``speed`` per frame with a small sway; ``"creep"`` by ``speed`` per frame along a direction
+    that turns once in 20 s; ``"handheld"`` by ``speed`` per frame along a wandering direction,
+    with angular periods near 2 s (``yaw_deg`` 7.5 gives up to 15 deg within 2 s).
     """
     n = int(config.n_frames)
     rng = np.random.default_rng(np.random.SeedSequence([int(config.seed), 0x7AA1]))
@@ -484,8 +572,11 @@ def trajectory(config: SyntheticConfig) -> np.ndarray:
     poses = np.tile(np.eye(4), (n, 1, 1))
     if config.motion == "static":
         return poses
+    if config.motion in DOWN_MOTIONS:
+        return _down_trajectory(config, t, ph)
     if config.motion not in ("forward", "rotation"):
-        raise ValueError(f"unknown motion {config.motion!r}; use forward, rotation or static")
+        raise ValueError(f"unknown motion {config.motion!r}; use one of forward, rotation, "
+                         f"static, {', '.join(DOWN_MOTIONS)}")
     g = config.rotation_gain if config.motion == "rotation" else 1.0
     yaw = g * math.radians(config.yaw_deg) * np.sin(2 * np.pi * 0.23 * t + ph[0])
     pitch = g * math.radians(config.pitch_deg) * np.sin(2 * np.pi * 0.31 * t + ph[1])
@@ -497,6 +588,53 @@ def trajectory(config: SyntheticConfig) -> np.ndarray:
         poses[:, 1, 3] = config.sway_y * np.sin(2 * np.pi * 0.41 * t + ph[4])
         poses[:, 2, 3] = config.speed * np.arange(n)
     return poses
+
+
+#: Motions that look down (at the corridor floor or the desk).
+DOWN_MOTIONS = ("down", "creep", "handheld")
+
+
+def _down_trajectory(config: SyntheticConfig, t: np.ndarray, ph: np.ndarray) -> np.ndarray:
+    """Poses of the looking-down motions (see :func:`trajectory`)."""
+    n = len(t)
+    handheld = config.motion == "handheld"
+    f_yaw, f_pitch, f_roll = (0.5, 0.35, 0.6) if handheld else (0.23, 0.31, 0.17)
+    yaw = math.radians(config.yaw_deg) * np.sin(2 * np.pi * f_yaw * t + ph[0])
+    pitch = math.radians(config.pitch_deg) * np.sin(2 * np.pi * f_pitch * t + ph[1])
+    roll = math.radians(config.roll_deg) * np.sin(2 * np.pi * f_roll * t + ph[2])
+    R_down = _rot(0, -math.pi / 2)
+    poses = np.tile(np.eye(4), (n, 1, 1))
+    for i in range(n):
+        poses[i, :3, :3] = R_down @ _rot(2, yaw[i]) @ _rot(0, pitch[i]) @ _rot(1, roll[i])
+    step = float(config.speed)
+    if config.motion == "down":  # 1 m above the floor, along the corridor
+        poses[:, 0, 3] = 0.05 * np.sin(2 * np.pi * 0.29 * t + ph[3])
+        poses[:, 1, 3] = FLOOR_Y - 1.0
+        poses[:, 2, 3] = step * np.arange(n)
+        return poses
+    heading = (ph[3] + 1.2 * np.sin(2 * np.pi * 0.15 * t + ph[4]) if handheld
+               else ph[3] + 2 * np.pi * 0.05 * t)
+    velocity = step * np.stack([np.cos(heading), 0.3 * np.sin(2 * np.pi * 0.2 * t + ph[4]),
+                                np.sin(heading)], 1)
+    positions = np.cumsum(velocity, 0) - velocity[0]
+    positions -= 0.5 * (positions.max(0) + positions.min(0)) * [1, 0, 1]  # over the desk centre
+    poses[:, :3, 3] = positions
+    return poses
+
+
+def _distortion_maps(camera: Camera) -> tuple[np.ndarray, np.ndarray, Camera]:
+    """``(map_x, map_y, pinhole)``: for every pixel of the distorted ``camera``, where to sample
+    a pinhole render with the same focal lengths on a canvas large enough for it."""
+    h, w = camera.height, camera.width
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)),
+                    -1).reshape(-1, 1, 2)
+    x = cv2.undistortPoints(grid, camera.K, camera.dist).reshape(h, w, 2)
+    u, v = camera.fx * x[..., 0] + camera.cx, camera.fy * x[..., 1] + camera.cy
+    mx = int(math.ceil(max(0.0, -u.min(), u.max() - (w - 1)))) + 2
+    my = int(math.ceil(max(0.0, -v.min(), v.max() - (h - 1)))) + 2
+    pinhole = Camera(w + 2 * mx, h + 2 * my, camera.fx, camera.fy, camera.cx + mx,
+                     camera.cy + my)
+    return (u + mx).astype(np.float32), (v + my).astype(np.float32), pinhole
 
 
 # ---------------------------------------------------------------------------- sequence
@@ -521,6 +659,10 @@ def scene_for(source: SyntheticConfig | Sequence) -> Scene:
     from; the corridor extends at least 7 m beyond the farthest camera position."""
     if isinstance(source, Sequence):
         source = SyntheticConfig(**source.meta["config"])
+    if source.scene == "desk":
+        return build_desk_scene(source.seed, source.texels_per_metre, source.desk_structure_m)
+    if source.scene != "corridor":
+        raise ValueError(f"unknown scene {source.scene!r}; use corridor or desk")
     poses = trajectory(source)
     length = max(DEFAULT_LENGTH, float(poses[:, 2, 3].max()) + 7.0)
     return build_scene(source.seed, length, source.texels_per_metre)
@@ -535,7 +677,7 @@ def make_synthetic_sequence(config: Optional[SyntheticConfig] = None,
         **overrides: fields of :class:`SyntheticConfig` replacing those of ``config``.
 
     Returns:
-        Sequence named ``synthetic_corridor_s{seed}`` (``synthetic_corridor_{motion}_s{seed}``
+        Sequence named ``synthetic_<scene>_s{seed}`` (``synthetic_<scene>_{motion}_s{seed}``
         for non-forward motion) with ``stamps = i / 20``, grey uint8 frames rendered on demand
         by ``load_image(i)``, the pinhole camera, exact ``gt_poses`` (T_world_cam) and a
         JSON-friendly ``meta`` (``source``, ``config`` as a dict, ``corridor_length``). The
@@ -548,15 +690,21 @@ def make_synthetic_sequence(config: Optional[SyntheticConfig] = None,
     poses = trajectory(cfg)
     scene = scene_for(cfg)
     n = cfg.n_frames
+    maps = _distortion_maps(camera) if camera.has_distortion else None
 
     def load_image(i: int) -> np.ndarray:
         i = int(i)
         if not 0 <= i < n:
             raise IndexError(f"frame {i} out of range [0, {n})")
-        img = render_frame(scene, poses[i], camera, supersample=cfg.supersample)
+        if maps is None:
+            img = render_frame(scene, poses[i], camera, supersample=cfg.supersample)
+        else:  # a pinhole render on a larger canvas, resampled through the lens model
+            img = render_frame(scene, poses[i], maps[2], supersample=cfg.supersample)
+            img = cv2.remap(img, maps[0], maps[1], cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=BACKGROUND)
         return _post_process(img, cfg, i)
 
-    name = "synthetic_corridor" + ("" if cfg.motion == "forward" else f"_{cfg.motion}")
+    name = f"synthetic_{cfg.scene}" + ("" if cfg.motion == "forward" else f"_{cfg.motion}")
     return Sequence(
         name=f"{name}_s{cfg.seed}",
         stamps=np.arange(n) / FRAME_RATE,
@@ -565,3 +713,17 @@ def make_synthetic_sequence(config: Optional[SyntheticConfig] = None,
         gt_poses=poses,
         meta={"source": "synthetic", "config": asdict(cfg), "corridor_length": scene.length},
     )
+
+
+def make_scenario(name: str, **overrides) -> Sequence:
+    """The synthetic sequence of scenario ``name`` (:data:`SCENARIOS`), named
+    ``synthetic_<name>_s<seed>``; ``overrides`` replace fields (``n_frames``, ``seed``...).
+
+    Raises:
+        ValueError: an unknown scenario."""
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; available: {', '.join(SCENARIOS)}")
+    seq = make_synthetic_sequence(SyntheticConfig(**{**SCENARIOS[name], **overrides}))
+    seq.name = f"synthetic_{name}_s{seq.meta['config']['seed']}"
+    seq.meta["scenario"] = name
+    return seq

@@ -63,6 +63,9 @@ class Tracker:
         """Forget everything; the next frame initialises."""
         self.previous: Optional[TrackedFrame] = None
         self.keyframe: Optional[TrackedFrame] = None
+        # Tracks of the keyframe still seen in the first frame after it: what survival is
+        # measured against (a detector finds many keypoints that are never matched at all).
+        self._keyframe_tracks: Optional[int] = None
         self.failures = 0
         self._next_id = 0
 
@@ -89,21 +92,33 @@ class Tracker:
         ids[fresh] = self.new_ids(int(fresh.sum()))
         frame.track_ids, frame.track_ages = ids, ages
 
-    def keyframe_needed(self, frame: TrackedFrame) -> bool:
-        """Keyframe policy: parallax, track survival or time since the keyframe."""
+    def keyframe_needed(self, frame: TrackedFrame, parallax_px: Optional[float] = None
+                        ) -> bool:
+        """Keyframe policy: parallax, track survival or time since the keyframe.
+
+        ``parallax_px``: the rotation-compensated flow between the keyframe and ``frame``
+        (the geometry's, when the pose was estimated against the keyframe); without it the
+        median raw flow of the common tracks stands in (rotation then counts as parallax).
+        A rotation, or a translation too small to be told from one, therefore keeps the
+        keyframe: the baseline accumulates until the translation is observable. Survival is
+        the share of the keyframe's tracks seen in the first frame after it that are still
+        tracked."""
         kf = self.keyframe
         if kf is None:
             return True
         c = self.conf
         common, i_kf, i_cur = np.intersect1d(kf.track_ids, frame.track_ids, assume_unique=True,
                                              return_indices=True)
-        survival = len(common) / max(len(kf.track_ids), 1)
+        if self._keyframe_tracks is None:
+            self._keyframe_tracks = len(common)
+        survival = len(common) / max(self._keyframe_tracks, 1)
         if survival < c.keyframe_min_track_ratio:
             return True
-        if len(common):
-            flow = np.linalg.norm(frame.keypoints[i_cur] - kf.keypoints[i_kf], axis=1)
-            if np.median(flow) > c.keyframe_parallax_px:
-                return True
+        if parallax_px is None and len(common):
+            parallax_px = float(np.median(np.linalg.norm(
+                frame.keypoints[i_cur] - kf.keypoints[i_kf], axis=1)))
+        if parallax_px is not None and parallax_px > c.keyframe_parallax_px:
+            return True
         return c.keyframe_max_interval_s > 0 and (
             frame.stamp - kf.stamp >= c.keyframe_max_interval_s)
 
@@ -114,6 +129,7 @@ class Tracker:
         self.assign_tracks(frame, np.zeros((0, 2), np.int64))
         if usable:
             self.previous = self.keyframe = frame
+            self._keyframe_tracks = None
         return usable
 
     def pose_found(self) -> None:
@@ -130,14 +146,18 @@ class Tracker:
             self.failures = 0
         return lost
 
-    def advance(self, frame: TrackedFrame, tracked: bool, usable: bool) -> bool:
+    def advance(self, frame: TrackedFrame, tracked: bool, usable: bool,
+                parallax_px: Optional[float] = None) -> bool:
         """After a frame with a reference: a ``usable`` frame becomes the previous frame, and
-        the keyframe when there is none or (``tracked``) the keyframe policy asks for one.
-        Returns whether it became the keyframe."""
+        the keyframe when there is none or (``tracked``) the keyframe policy asks for one
+        (``parallax_px``: see :meth:`keyframe_needed`). Returns whether it became the
+        keyframe."""
         if not usable:
             return False
-        new_keyframe = self.keyframe is None or (tracked and self.keyframe_needed(frame))
+        new_keyframe = self.keyframe is None or (tracked and self.keyframe_needed(frame,
+                                                                                  parallax_px))
         if new_keyframe:
             self.keyframe = frame
+            self._keyframe_tracks = None
         self.previous = frame
         return new_keyframe
