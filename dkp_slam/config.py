@@ -141,8 +141,9 @@ class TrackerConfig:
         30.0, "new keyframe when the median rotation-compensated flow to the keyframe exceeds "
         "this (pixels)", range=(0.0, 10000.0), policy=RUNTIME)
     keyframe_min_track_ratio: float = setting(
-        0.5, "new keyframe when fewer than this share of the keyframe's tracks (those seen in "
-        "the first frame after it) are still tracked", range=(0.0, 1.0), policy=RUNTIME)
+        0.5, "new keyframe when fewer than this share of what the first frame after the "
+        "keyframe saw of it is still seen (inliers against the keyframe with reference "
+        "keyframe, common tracks with previous)", range=(0.0, 1.0), policy=RUNTIME)
     keyframe_max_interval_s: float = setting(
         1.0, "new keyframe at least this often (seconds; 0 = off)", range=(0.0, 3600.0),
         policy=RUNTIME)

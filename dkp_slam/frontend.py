@@ -256,10 +256,13 @@ class FrontEnd:
                    f"(< {gconf.min_inliers})" + ("; reinitialising" if lost else ""))
 
         res = finish(status, msg, geo, matches, len(matches))
-        # Against the keyframe the geometry's parallax is the baseline accumulated since it.
-        parallax = geo.parallax_px if ref is tr.keyframe and np.isfinite(geo.parallax_px) \
+        # Against the keyframe the geometry's parallax is the baseline accumulated since it,
+        # and its inliers what is still seen of the keyframe.
+        against_keyframe = ref is tr.keyframe and tr.conf.reference == "keyframe"
+        parallax = geo.parallax_px if against_keyframe and np.isfinite(geo.parallax_px) \
             else None
-        res.is_keyframe = tr.advance(frame, status.tracked, enough, parallax)
+        res.is_keyframe = tr.advance(frame, status.tracked, enough, parallax,
+                                     geo.num_inliers if against_keyframe else None)
         timings["track"] = (time.perf_counter() - t2) * 1e3
         return res
 

@@ -63,9 +63,9 @@ class Tracker:
         """Forget everything; the next frame initialises."""
         self.previous: Optional[TrackedFrame] = None
         self.keyframe: Optional[TrackedFrame] = None
-        # Tracks of the keyframe still seen in the first frame after it: what survival is
-        # measured against (a detector finds many keypoints that are never matched at all).
-        self._keyframe_tracks: Optional[int] = None
+        # What survival is measured against: the keyframe's tracks (or inliers) in the first
+        # frame after it (a detector finds many keypoints that are never matched at all).
+        self._keyframe_support: Optional[int] = None
         self.failures = 0
         self._next_id = 0
 
@@ -92,26 +92,28 @@ class Tracker:
         ids[fresh] = self.new_ids(int(fresh.sum()))
         frame.track_ids, frame.track_ages = ids, ages
 
-    def keyframe_needed(self, frame: TrackedFrame, parallax_px: Optional[float] = None
-                        ) -> bool:
-        """Keyframe policy: parallax, track survival or time since the keyframe.
+    def keyframe_needed(self, frame: TrackedFrame, parallax_px: Optional[float] = None,
+                        keyframe_inliers: Optional[int] = None) -> bool:
+        """Keyframe policy: parallax, survival or time since the keyframe.
 
-        ``parallax_px``: the rotation-compensated flow between the keyframe and ``frame``
-        (the geometry's, when the pose was estimated against the keyframe); without it the
-        median raw flow of the common tracks stands in (rotation then counts as parallax).
-        A rotation, or a translation too small to be told from one, therefore keeps the
+        When the pose was estimated against the keyframe, ``parallax_px`` is the geometry's
+        rotation-compensated flow between them and ``keyframe_inliers`` its inlier count. A
+        rotation, or a translation too small to be told from one, therefore keeps the
         keyframe: the baseline accumulates until the translation is observable. Survival is
-        the share of the keyframe's tracks seen in the first frame after it that are still
-        tracked."""
+        the inlier count against the keyframe over that of the first frame after it. Without
+        them (``tracker.reference: previous``) the median raw flow of the tracks common to
+        the keyframe and ``frame`` stands in for the parallax (rotation then counts), and the
+        common tracks over those of the first frame after the keyframe for the survival."""
         kf = self.keyframe
         if kf is None:
             return True
         c = self.conf
         common, i_kf, i_cur = np.intersect1d(kf.track_ids, frame.track_ids, assume_unique=True,
                                              return_indices=True)
-        if self._keyframe_tracks is None:
-            self._keyframe_tracks = len(common)
-        survival = len(common) / max(self._keyframe_tracks, 1)
+        support = len(common) if keyframe_inliers is None else int(keyframe_inliers)
+        if self._keyframe_support is None:
+            self._keyframe_support = support
+        survival = support / max(self._keyframe_support, 1)
         if survival < c.keyframe_min_track_ratio:
             return True
         if parallax_px is None and len(common):
@@ -129,7 +131,7 @@ class Tracker:
         self.assign_tracks(frame, np.zeros((0, 2), np.int64))
         if usable:
             self.previous = self.keyframe = frame
-            self._keyframe_tracks = None
+            self._keyframe_support = None
         return usable
 
     def pose_found(self) -> None:
@@ -147,17 +149,18 @@ class Tracker:
         return lost
 
     def advance(self, frame: TrackedFrame, tracked: bool, usable: bool,
-                parallax_px: Optional[float] = None) -> bool:
+                parallax_px: Optional[float] = None,
+                keyframe_inliers: Optional[int] = None) -> bool:
         """After a frame with a reference: a ``usable`` frame becomes the previous frame, and
         the keyframe when there is none or (``tracked``) the keyframe policy asks for one
-        (``parallax_px``: see :meth:`keyframe_needed`). Returns whether it became the
-        keyframe."""
+        (``parallax_px``, ``keyframe_inliers``: see :meth:`keyframe_needed`). Returns
+        whether it became the keyframe."""
         if not usable:
             return False
-        new_keyframe = self.keyframe is None or (tracked and self.keyframe_needed(frame,
-                                                                                  parallax_px))
+        new_keyframe = self.keyframe is None or (tracked and self.keyframe_needed(
+            frame, parallax_px, keyframe_inliers))
         if new_keyframe:
             self.keyframe = frame
-            self._keyframe_tracks = None
+            self._keyframe_support = None
         self.previous = frame
         return new_keyframe

@@ -317,3 +317,49 @@ def test_scene_layout() -> None:
     far = [p for p in scene_for(long).planes if p.name == "panel_far"][0]
     assert long.gt_poses[-1, 2, 3] < far.origin[2] - 1.0
     assert SyntheticConfig().camera().cx == 319.5
+
+
+# ------------------------------------------------------------------ pose scenarios
+def test_distorted_render_matches_the_lens_model() -> None:
+    """A square off the image centre lands where the radtan Camera.project puts it."""
+    tex = np.zeros((1600, 1600), np.uint8)  # black everywhere but the square
+    tex[796:804, 796:804] = 255
+    plane = Plane("target", (-3.2, -3.4, 2.0), (1, 0, 0), (0, 1, 0), (8.0, 8.0), tex)
+    scene = Scene([plane])
+    cam = Camera(320, 240, 200.0, 200.0, 159.5, 119.5, "radtan",
+                 np.array([-0.28, 0.07, 0.0, 0.0, 0.0]))
+    centre_world = plane.origin + 4.0 * plane.axis_u + 4.0 * plane.axis_v  # (0.8, 0.6, 2)
+    expected = cam.project(centre_world)[0]
+    assert np.linalg.norm(expected - [159.5, 119.5]) > 60  # far enough out to be distorted
+    map_x, map_y, pinhole = syn._distortion_maps(cam)
+    assert pinhole.width > cam.width and not pinhole.has_distortion
+    img = cv2.remap(render_frame(scene, np.eye(4), pinhole, supersample=2), map_x, map_y,
+                    cv2.INTER_LINEAR).astype(np.float64)
+    v, u = np.mgrid[0:cam.height, 0:cam.width]
+    got = np.array([(img * u).sum(), (img * v).sum()]) / img.sum()
+    np.testing.assert_allclose(got, expected, atol=0.15)
+    undistorted = Camera(320, 240, 200.0, 200.0, 159.5, 119.5).project(centre_world)[0]
+    assert np.linalg.norm(got - undistorted) > 5  # the lens moved it
+
+
+@pytest.mark.parametrize("name", list(syn.SCENARIOS))
+def test_scenarios_are_what_they_say(name: str) -> None:
+    seq = syn.make_scenario(name, n_frames=41, seed=1)
+    assert seq.name == f"synthetic_{name}_s1" and seq.meta["scenario"] == name
+    img = seq.load_image(40)
+    assert img.shape == (480, 640) and (img == syn.BACKGROUND).mean() < 0.05
+    P = seq.gt_poses
+    steps_mm = 1000 * np.linalg.norm(np.diff(P[:, :3, 3], axis=0), axis=1)
+    conf = syn.SCENARIOS[name]
+    if conf.get("motion") == "rotation":
+        assert steps_mm.max() == 0
+    elif name != "corridor":
+        np.testing.assert_allclose(np.median(steps_mm), 1000 * conf["speed"], rtol=0.15)
+    if conf.get("scene") == "desk":  # the desk fills the view from 0.3-0.5 m
+        depth = render_depth(syn.scene_for(seq), P[20], syn.SyntheticConfig(
+            **{k: v for k, v in seq.meta["config"].items() if k != "dist"}).camera())
+        assert 0.25 < np.median(depth) < 0.5 and np.isfinite(depth).all()
+    if "dist" in conf:
+        assert seq.camera.model == "radtan" and seq.camera.has_distortion
+    with pytest.raises(ValueError, match="unknown scenario"):
+        syn.make_scenario("ceiling")
