@@ -221,8 +221,13 @@ class FrontEnd:
         t0 = time.perf_counter()
         matches, _ = self.matcher.match(ref.descriptors, frame.descriptors, binary)
         t1 = time.perf_counter()
+        R_world_ref = ref.T_world_cam[:3, :3]
+        normal = (R_world_ref.T @ tr.plane_normal_world
+                  if tr.plane_normal_world is not None else None)
         geo = estimate_relative_pose(ref.undistorted[matches[:, 0]],
-                                     frame.undistorted[matches[:, 1]], K, gconf)
+                                     frame.undistorted[matches[:, 1]], K, gconf, normal)
+        if geo.plane_normal is not None:
+            tr.plane_normal_world = R_world_ref @ geo.plane_normal
         t2 = time.perf_counter()
         timings.update(match=(t1 - t0) * 1e3, geometry=(t2 - t1) * 1e3)
 

@@ -23,6 +23,12 @@ _RANSAC_FLAGS = {
     "usac_fast": cv2.USAC_FAST,
     "ransac": cv2.RANSAC,
 }
+#: A plane normal within this angle (deg) of the one seen before is taken as the same plane
+#: when the two decompositions of a homography are told apart.
+PLANE_NORMAL_MATCH_DEG = 30.0
+#: The homography model is used instead of the essential matrix when it explains this share
+#: of the essential matrix's inliers (a planar scene, where E is degenerate).
+PLANAR_SHARE = 0.9
 #: Variance used for unobservable directions in covariances (m^2 or rad^2).
 UNKNOWN_VARIANCE = 1e6
 
@@ -43,6 +49,8 @@ class TwoViewResult:
         parallax_px: median rotation-compensated flow of the inliers (pixels), NaN if unknown.
         gric_h, gric_e, gric_rot: GRIC scores (lower is better) of the homography, essential
             and rotation-only models; NaN if not computed.
+        plane_normal: with the ``homography`` model, the unit normal of the plane in the
+            reference camera's frame (pointing away from the camera), else None.
         covariance: 6x6 covariance of ``(t, rotation)`` in the ROS order (x, y, z, rotX, rotY,
             rotZ), rotations as small angles about the reference frame's axes (rad^2);
             :data:`UNKNOWN_VARIANCE` on unobservable directions.
@@ -58,6 +66,7 @@ class TwoViewResult:
     gric_h: float = float("nan")
     gric_e: float = float("nan")
     gric_rot: float = float("nan")
+    plane_normal: Optional[np.ndarray] = None
     covariance: np.ndarray = field(default_factory=lambda: np.eye(6) * UNKNOWN_VARIANCE)
 
     @property
@@ -447,7 +456,8 @@ def pose_covariance(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.nda
 
 # ---------------------------------------------------------------------- the estimator
 def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarray],
-                           conf: GeometryConfig) -> TwoViewResult:
+                           conf: GeometryConfig, plane_normal: Optional[np.ndarray] = None
+                           ) -> TwoViewResult:
     """Relative pose between two views from matched, undistorted pixel coordinates.
 
     Steps: essential matrix by RANSAC (``conf.ransac_method``) with a cheirality check; a
@@ -458,13 +468,17 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     matrix (d=3, k=5: general motion). ``conf.model_selection`` can force H or E. A median
     rotation-compensated parallax below ``conf.min_parallax_px`` always means rotation only,
     whose result has ``t = 0``. A planar scene with enough parallax gets its pose from the
-    decomposition of H that passes the cheirality check, ambiguity resolved towards the
-    5-point solution. Without intrinsics only a RANSAC homography is estimated.
+    decomposition of H that passes the cheirality check; when two remain, the one whose plane
+    normal is closest to ``plane_normal`` (the plane seen before, in the reference camera's
+    frame: a floor or a desk stays the same plane from frame to frame), else the one closest
+    to the 5-point solution. Without intrinsics only a RANSAC homography is estimated.
 
     Args:
         p0, p1: (N,2) matched undistorted pixel coordinates in the reference / current view.
         K: 3x3 intrinsics, or None (then only a homography is estimated).
         conf: geometry options.
+        plane_normal: unit normal of the plane expected in the scene, in the reference camera's
+            frame (:attr:`TwoViewResult.plane_normal` of an earlier frame), or None.
     """
     p0 = np.ascontiguousarray(p0, dtype=np.float64).reshape(-1, 2)
     p1 = np.ascontiguousarray(p1, dtype=np.float64).reshape(-1, 2)
@@ -496,6 +510,11 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     inl_rot = sq_rot < thr2
     _score_models(res, p0, p1, x0, x1, sq_rot, (inl_rot, inl_h, inl_e), focal, conf.pixel_sigma)
     model = _select_model(res, conf, R_e is not None)
+    if (model == "essential" and conf.model_selection == "gric" and H is not None
+            and inl_h.sum() >= PLANAR_SHARE * inl_e.sum()):
+        # Nearly every epipolar inlier lies on one plane: E is degenerate there (its 5-point
+        # translation then often points anywhere, about 90 deg off), the homography is not.
+        model = "homography"
     inliers = {"rotation": inl_rot, "homography": inl_h, "essential": inl_e}[model]
     if inliers.sum() < conf.min_inliers:
         res.inliers = inliers
@@ -507,7 +526,7 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     pts0 = p0[inliers]
     R = None
     if model == "homography":
-        R, t = _pose_from_homography(H, K, pts0, p1[inliers], R_e, t_e)
+        R, t, normal = _pose_from_homography(H, K, pts0, p1[inliers], R_e, t_e, plane_normal)
         if R is None:  # no decomposition: the translation is not observable either
             model = "rotation"
     if R is not None:
@@ -522,6 +541,8 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
         res.model, res.R, res.t = "rotation", R_rot, np.zeros(3)
     else:
         res.model, res.R, res.t = model, R, t
+        if model == "homography":
+            res.plane_normal = normal
     res.covariance = pose_covariance(x0[inliers], x1[inliers], res.R, res.t, focal,
                                      res.translation_valid)
     return res
@@ -661,9 +682,11 @@ def homography_dlt(p0: np.ndarray, p1: np.ndarray) -> Optional[np.ndarray]:
     return H / H[2, 2]
 
 
-def _pose_from_homography(H, K, p0, p1, R_ref, t_ref):
-    """Pose ``T_0_1`` from a plane-induced homography; picks the physically valid solution
-    closest to ``(R_ref, t_ref)`` (the 5-point estimate) when two remain."""
+def _pose_from_homography(H, K, p0, p1, R_ref, t_ref, normal_ref=None):
+    """``(R, t, plane normal)``: pose ``T_0_1`` from a plane-induced homography and the normal
+    in camera 0. Of the physically valid solutions it picks the one whose normal is closest
+    to ``normal_ref`` when given, else the one closest to ``(R_ref, t_ref)`` (the 5-point
+    estimate, which a plane leaves ill-determined); ``(None, None, None)`` without one."""
     n_sol, Rs, ts, normals = cv2.decomposeHomographyMat(H, K)
     cand = list(range(n_sol))
     # The visibility test (the plane in front of both cameras) wants normalised coordinates as
@@ -672,13 +695,21 @@ def _pose_from_homography(H, K, p0, p1, R_ref, t_ref):
     valid = cv2.filterHomographyDecompByVisibleRefpoints(Rs, normals, x0, x1)
     if valid is not None and len(valid):
         cand = [int(i) for i in np.asarray(valid).ravel()]
-    best, best_cost = None, np.inf
+    solutions = []
     for i in cand:
         R01, t01 = invert_pose(Rs[i], ts[i].ravel())
-        t01 = unit(t01)
-        cost = 0.0
-        if R_ref is not None:
-            cost = rotation_angle_deg(R01.T @ R_ref) + angle_between_deg(t01, t_ref)
-        if cost < best_cost:
-            best, best_cost = (R01, t01), cost
-    return best if best is not None else (None, None)
+        normal = unit(np.asarray(normals[i], dtype=np.float64).ravel())
+        if normal[2] < 0:  # the convention here: pointing away from camera 0 (into the scene)
+            normal = -normal
+        solutions.append((R01, unit(t01), normal))
+    if not solutions:
+        return None, None, None
+    if normal_ref is not None:
+        angles = [angle_between_deg(n, normal_ref) for _, _, n in solutions]
+        if min(angles) <= PLANE_NORMAL_MATCH_DEG:  # still the same plane
+            return solutions[int(np.argmin(angles))]
+    if R_ref is None:
+        return solutions[0]
+    costs = [rotation_angle_deg(R.T @ R_ref) + angle_between_deg(t, t_ref)
+             for R, t, _ in solutions]
+    return solutions[int(np.argmin(costs))]

@@ -66,6 +66,9 @@ class Tracker:
         # What survival is measured against: the keyframe's tracks (or inliers) in the first
         # frame after it (a detector finds many keypoints that are never matched at all).
         self._keyframe_support: Optional[int] = None
+        #: Unit normal (world frame) of the plane the last homography pose was found on: it
+        #: tells the two decompositions of the next plane's homography apart.
+        self.plane_normal_world: Optional[np.ndarray] = None
         self.failures = 0
         self._next_id = 0
 

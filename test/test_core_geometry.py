@@ -377,8 +377,17 @@ def test_homography_decomposition_is_chosen_by_visibility_alone() -> None:
     R, t = so3_exp([0.02, -0.04, 0.01]), np.array([0.8, 0.1, 0.2])
     p0, p1, _, _ = make_scene(R, t, plane=True, noise=0.3, seed=5)
     H, inl = find_homography(p0, p1, GeometryConfig())
-    R_est, t_est = _pose_from_homography(H, K, p0[inl], p1[inl], None, None)
+    R_est, t_est, normal = _pose_from_homography(H, K, p0[inl], p1[inl], None, None)
     assert rot_err(R_est, R) < 0.3 and angle_between_deg(t_est, t) < 3.0
+    assert np.linalg.norm(normal) == pytest.approx(1.0) and normal[2] > 0
+    # a prior normal (the plane seen before) picks that plane's solution; a prior far from
+    # every solution's normal (another plane) is ignored
+    same = _pose_from_homography(H, K, p0[inl], p1[inl], None, None, normal)
+    assert rot_err(same[0], R) < 0.3
+    other = _pose_from_homography(H, K, p0[inl], p1[inl], None, None,
+                                  np.cross(normal, [1.0, 0, 0]) / np.linalg.norm(
+                                      np.cross(normal, [1.0, 0, 0])))
+    assert rot_err(other[0], R) < 0.3
 
 
 def test_polish_essential_reaches_the_noise_floor() -> None:
