@@ -407,18 +407,6 @@ def _run(seq, reference: str, detector: str = "orb") -> list[FrameResult]:
     return [fe.process(img, stamp, "bgr") for stamp, img in seq]
 
 
-def _errors(results, gt):
-    rot, tdir = [], []
-    for r in results:
-        if not r.status.tracked:
-            continue
-        T = np.linalg.inv(gt[r.reference_index]) @ gt[r.index]
-        rot.append(rotation_angle_deg(r.R.T @ T[:3, :3]))
-        if r.status == S.OK:
-            tdir.append(angle_between_deg(r.t, T[:3, 3]))
-    return np.array(rot), np.array(tdir)
-
-
 @pytest.mark.parametrize("reference", ["previous", "keyframe"])
 def test_translation_along_a_plane_is_not_taken_for_a_rotation(reference):
     """Looking down at a floor from 1 m, 2 cm per frame: to first order the step looks like a
@@ -428,7 +416,7 @@ def test_translation_along_a_plane_is_not_taken_for_a_rotation(reference):
 
     seq = make_scenario("drone_down", n_frames=16, seed=2)
     res = _run(seq, reference)[1:]
-    rot, tdir = _errors(res, seq.gt_poses)
+    rot, tdir = _gt_errors(res, seq.gt_poses)
     ok = [r.status == S.OK for r in res]
     assert np.mean(ok) >= 0.8, [(r.index, r.status.value, r.model) for r in res]
     assert np.median(rot) < 0.15 and np.median(tdir) < 5
@@ -443,5 +431,5 @@ def test_keyframe_kept_while_the_camera_only_turns():
     res = _run(seq, "keyframe")
     assert all(r.status in (S.INITIALISING, S.LOW_PARALLAX) for r in res)
     assert sum(r.is_keyframe for r in res) <= 5
-    rot, _ = _errors(res[1:], seq.gt_poses)
+    rot, _ = _gt_errors(res[1:], seq.gt_poses)
     assert np.median(rot) < 0.1
