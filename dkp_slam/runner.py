@@ -167,12 +167,18 @@ def format_summary(summary: dict) -> str:
     elif not summary.get("has_ground_truth", True):
         rows.append(("pose errors", "not computed: no ground truth"))
     else:
+        def degrees(key: str, none: str) -> str:
+            return none if math.isnan(summary[key]) else f"{summary[key]:.3f} deg"
+
         rows += [
-            ("median rotation error", f"{summary['rot_err_median_deg']:.3f} deg"),
-            ("median transl.-dir. error", f"{summary['tdir_err_median_deg']:.3f} deg"),
+            ("median rotation error", degrees("rot_err_median_deg", "- (no frame has a pose)")),
+            ("median transl.-dir. error",
+             degrees("tdir_err_median_deg", "- (no frame claims a translation)")),
             ("pose AUC @5/10/20 deg", "{:.3f} / {:.3f} / {:.3f}".format(
                 summary["pose_auc@5"], summary["pose_auc@10"], summary["pose_auc@20"])),
-            ("ATE after Sim(3) [m]", f"{summary['ate_sim3_rmse_m']:.3f}")]
+            ("ATE after Sim(3) [m]",
+             "- (not defined: the ground truth hardly moves)"
+             if math.isnan(summary["ate_sim3_rmse_m"]) else f"{summary['ate_sim3_rmse_m']:.3f}")]
     rows += [
         ("median keypoints / inliers",
          f"{summary['keypoints_median']:.0f} / {summary['inliers_median']:.0f}"),

@@ -24,6 +24,9 @@ $DKP bench homography "$DATA/train/bsds500/val" --pairs "$PAIRS" --seed 0 --meth
 echo "== odometry: KITTI07, consecutive frames (max frames $FRAMES, 0 = all 160)"
 $DKP bench odometry "$DATA/sequences/kitti07_0000-0159" --max-frames "$FRAMES" \
   --methods "$METHODS" --max-keypoints "$KP" --output "$OUT" --no-progress
+echo "== relative pose: the 32 Strecha pairs with ground truth (pose AUC)"
+$DKP bench pose "$DATA/pairs/strecha/pairs_with_gt.txt" --methods "$METHODS" \
+  --max-keypoints "$KP" --output "$OUT" --no-progress
 echo "== speed: KITTI07 frames at 640x480 and native 1226x370, CPU, $TIMED timed frames"
 $DKP bench speed "$DATA/sequences/kitti07_0000-0159" --methods "$METHODS" --max-keypoints "$KP" \
   --sizes 640x480,native --frames "$TIMED" --output "$OUT"

@@ -209,3 +209,20 @@ def test_a_run_that_processes_no_frame_fails(tmp_path):
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["frames"] == 0 and summary["skipped_frames"] == 4
     assert any("03.jpg" in k["reason"] and "libjpeg" in k["reason"] for k in summary["skipped"])
+
+
+def test_summary_says_in_words_what_is_not_defined():
+    """A static camera (EuRoC's standing drone): no translation claimed, no ATE; the console
+    summary says so instead of printing NaN."""
+    from dkp_slam.runner import format_summary
+
+    summary = {"frames": 95, "skipped_frames": 0, "fps": 10.0, "detector": "dkp",
+               "tracked_fraction": 1.0, "status_counts": {"LOW_PARALLAX": 94},
+               "has_ground_truth": True, "homography_only": False,
+               "rot_err_median_deg": 0.008, "tdir_err_median_deg": float("nan"),
+               "pose_auc@5": 0.76, "pose_auc@10": 0.76, "pose_auc@20": 0.76,
+               "ate_sim3_rmse_m": float("nan"), "keypoints_median": 1000.0,
+               "inliers_median": 600.0, "ms_per_stage": {"total": 80.0}}
+    text = format_summary(summary)
+    assert "nan" not in text and "0.008 deg" in text
+    assert "no frame claims a translation" in text and "ground truth hardly moves" in text
