@@ -465,9 +465,11 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     model refined on bearing vectors. Torr's GRIC, on the matches any model explains and with
     the keypoint noise estimated from the epipolar residuals, picks among rotation only (d=2,
     k=3: static camera, pure rotation), homography (d=2, k=8: planar scene) and essential
-    matrix (d=3, k=5: general motion). ``conf.model_selection`` can force H or E. A median
-    rotation-compensated parallax below ``conf.min_parallax_px`` always means rotation only,
-    whose result has ``t = 0``. A planar scene with enough parallax gets its pose from the
+    matrix (d=3, k=5: general motion); an essential matrix whose inliers the homography
+    explains almost all (:data:`PLANAR_SHARE`) is degenerate and gives way to H.
+    ``conf.model_selection`` can force H or E. A median rotation-compensated parallax (after
+    the chosen model's own rotation) below ``conf.min_parallax_px`` always means rotation
+    only, whose result has ``t = 0``. A planar scene with enough parallax gets its pose from the
     decomposition of H that passes the cheirality check; when two remain, the one whose plane
     normal is closest to ``plane_normal`` (the plane seen before, in the reference camera's
     frame: a floor or a desk stays the same plane from frame to frame), else the one closest
