@@ -119,8 +119,23 @@ class GeometryConfig:
     min_inliers: int = setting(15, "fewer geometric inliers than this is a failure "
                                "(FEW_MATCHES)", range=(8, 100000), policy=RUNTIME)
     min_parallax_px: float = setting(
-        1.0, "median rotation-compensated flow below this (pixels) means the translation is "
-        "unobservable: status LOW_PARALLAX, rotation only", range=(0.0, 1000.0), policy=RUNTIME)
+        1.0, "median rotation-compensated flow below this (pixels) means no translation: "
+        "the motion is fitted as a rotation only, status LOW_PARALLAX", range=(0.0, 1000.0),
+        policy=RUNTIME)
+    min_translation_parallax_px: float = setting(
+        2.0, "a translation is reported only from this much median rotation-compensated flow "
+        "(pixels) on; from min_parallax_px to here the translating model's rotation is kept "
+        "and the translation is unknown: status LOW_PARALLAX", range=(0.0, 1000.0),
+        policy=RUNTIME)
+    keypoint_bias_px: float = setting(
+        0.05, "keypoint error shared by all matches (pixels; blur, interpolation, calibration) "
+        "that more matches do not average away; with the independent noise estimated from the "
+        "residuals it sets the pose covariance", range=(0.0, 10.0), policy=RUNTIME)
+    max_direction_sigma_deg: float = setting(
+        4.0, "a translation is reported only when its direction's standard deviation (pose "
+        "covariance) is below this (degrees); otherwise the translating model's rotation is "
+        "kept and the translation is unknown: status LOW_PARALLAX", range=(0.0, 180.0),
+        policy=RUNTIME)
     model_selection: str = setting(
         "gric", "gric (Torr's GRIC picks homography or essential matrix), essential or "
         "homography (always that model)", choices=("gric", "essential", "homography"),

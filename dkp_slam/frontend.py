@@ -249,6 +249,13 @@ class FrontEnd:
                 status, msg = (TrackingStatus.LOW_PARALLAX,
                                f"parallax {geo.parallax_px:.2f} px < {gconf.min_parallax_px} px: "
                                "rotation only, translation unobservable")
+            elif geo.model != "homography_only" and not geo.translation_valid:
+                why = (f"parallax {geo.parallax_px:.2f} px < {gconf.min_translation_parallax_px} px"
+                       if geo.parallax_px < gconf.min_translation_parallax_px else
+                       f"direction sigma {geo.direction_sigma_deg:.1f} deg > "
+                       f"{gconf.max_direction_sigma_deg} deg")
+                status, msg = (TrackingStatus.LOW_PARALLAX,
+                               f"{why}: {geo.model} model's rotation, translation unknown")
             elif geo.model == "homography_only":
                 status, msg = TrackingStatus.OK, "no intrinsics: homography only"
             else:

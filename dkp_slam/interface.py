@@ -66,6 +66,10 @@ class CameraParamsConfig:
         "camera_info", "camera_info (the camera_info topic; frames are skipped until a valid one "
         "arrives), parameters (the values below) or none (homography-only: no relative pose)",
         choices=("camera_info", "parameters", "none"), policy=READ_ONLY)
+    info_wait_s: float = setting(
+        2.0, "the first frame waits this long (seconds) for the first CameraInfo, which it can "
+        "overtake (another topic: DDS keeps no order between them), before it is skipped; "
+        "once only", range=(0.0, 60.0), policy=READ_ONLY)
     rectified: bool = setting(False, "the images are rectified: use the 3x3 part of CameraInfo P "
                               "and no distortion instead of K and D", policy=READ_ONLY)
     width: int = setting(0, "image width in pixels (source parameters)", range=(0, 16384),

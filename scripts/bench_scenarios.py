@@ -5,7 +5,8 @@ handheld, a distorting lens; exact ground truth) x detectors x ``tracker.referen
 
 Per run: status counts, two-view models, keyframes, median / p90 rotation error over the
 frames with a pose, and median / p90 translation-direction error over the frames whose status
-claims a translation (``OK``). Prints a Markdown table (docs/BENCHMARKS.md) and writes JSON.
+claims a translation (``OK``), and how many of those are more than 20 deg off. Prints a
+Markdown table (docs/BENCHMARKS.md) and writes JSON.
 
     python scripts/bench_scenarios.py --methods orb,dkp --frames 60 --json out.json
 """
@@ -13,6 +14,7 @@ claims a translation (``OK``). Prints a Markdown table (docs/BENCHMARKS.md) and 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -30,7 +32,7 @@ from dkp_slam.synthetic import SCENARIOS, make_scenario  # noqa: E402
 
 COLUMNS = ("scenario", "method", "reference", "OK", "LOW_PARALLAX", "FEW_MATCHES / LOST",
            "essential / homography / rotation", "keyframes", "rot median / p90 (deg)",
-           "t-dir median / p90 (deg)")
+           "t-dir median / p90 (deg)", "t-dir > 20 deg")
 
 
 def rendered(name: str, frames: int, seed: int) -> Sequence:
@@ -41,7 +43,14 @@ def rendered(name: str, frames: int, seed: int) -> Sequence:
                     dict(seq.meta))
 
 
-def row(scenario: str, method: str, reference: str, s: dict) -> dict:
+def wrong_directions(frames_csv: Path, bound_deg: float = 20.0) -> int:
+    """Frames of a run whose claimed translation direction is off by more than ``bound_deg``."""
+    with open(frames_csv) as f:
+        errors = [r["tdir_err_deg"] for r in csv.DictReader(f)]
+    return sum(1 for e in errors if e and float(e) > bound_deg)
+
+
+def row(scenario: str, method: str, reference: str, s: dict, wrong: int) -> dict:
     st, models = s["status_counts"], s["model_counts"]
     return {"scenario": scenario, "method": method, "reference": reference,
             "OK": st.get("OK", 0), "LOW_PARALLAX": st.get("LOW_PARALLAX", 0),
@@ -49,6 +58,7 @@ def row(scenario: str, method: str, reference: str, s: dict) -> dict:
             "models": models, "keyframes": s["keyframes"],
             "rot_median": s["rot_err_median_deg"], "rot_p90": s["rot_err_p90_deg"],
             "tdir_median": s["tdir_err_median_deg"], "tdir_p90": s["tdir_err_p90_deg"],
+            "tdir_over_20deg": wrong,
             "ms_per_frame": s["ms_per_frame"]}
 
 
@@ -62,7 +72,8 @@ def markdown(rows: list[dict]) -> str:
             f"{m.get('homography', 0)} / {m.get('rotation', 0)} | {r['keyframes']} | "
             f"{r['rot_median']:.3f} / {r['rot_p90']:.3f} | "
             + ("- |" if r["tdir_median"] != r["tdir_median"]
-               else f"{r['tdir_median']:.2f} / {r['tdir_p90']:.2f} |"))
+               else f"{r['tdir_median']:.2f} / {r['tdir_p90']:.2f} |")
+            + f" {r['tdir_over_20deg']} |")
     return "\n".join(lines)
 
 
@@ -87,9 +98,10 @@ def main() -> int:
                 for reference in args.references.split(","):
                     conf = FrontEndConfig.from_dict({**overrides, "detector.name": method,
                                                      "tracker.reference": reference})
-                    s = run_sequence(seq, conf, Path(tmp) / f"{scenario}_{method}_{reference}",
-                                     n_annotated=0, progress=False)
-                    rows.append(row(scenario, method, reference, s))
+                    out = Path(tmp) / f"{scenario}_{method}_{reference}"
+                    s = run_sequence(seq, conf, out, n_annotated=0, progress=False)
+                    rows.append(row(scenario, method, reference, s,
+                                    wrong_directions(out / "frames.csv")))
                     print(markdown(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(f"`python scripts/bench_scenarios.py {' '.join(sys.argv[1:])}`, {args.frames} frames "
           f"at 20 Hz per scenario, seed {args.seed}, {os.cpu_count()} CPU cores, "

@@ -89,12 +89,16 @@ def test_kitti_consecutive_accuracy(kitti, kitti_run) -> None:
     assert statuses[0] == S.INITIALISING
     assert S.LOST not in statuses
     assert S.INITIALISING not in statuses[1:]
-    assert sum(s == S.OK for s in statuses) >= 150  # a car moving at ~9 m/s has parallax
+    # The car pulls away: over the first frames ORB's direction is too uncertain (or the
+    # parallax under 2 px) to be claimed, LOW_PARALLAX then; later it drives at ~9 m/s.
+    assert sum(s == S.OK for s in statuses) >= 125
+    assert sum(s == S.OK for s in statuses[60:]) >= 95
+    assert all(s in (S.OK, S.LOW_PARALLAX) for s in statuses[1:])
     for i, r in enumerate(recs):
         assert r.index == i
         assert r.reference_index == i - 1
     rot, tdir = _gt_errors(recs, kitti.gt_poses)
-    assert len(rot) >= 155 and len(tdir) >= 150
+    assert len(rot) == 159 and len(tdir) >= 125
     assert np.median(rot) <= 0.15, np.median(rot)
     assert np.median(tdir) <= 3.5, np.median(tdir)
     for r in recs[1:]:
@@ -410,16 +414,22 @@ def _run(seq, reference: str, detector: str = "orb") -> list[FrameResult]:
 @pytest.mark.parametrize("reference", ["previous", "keyframe"])
 def test_translation_along_a_plane_is_not_taken_for_a_rotation(reference):
     """Looking down at a floor from 1 m, 2 cm per frame: to first order the step looks like a
-    1.1 deg turn. The pose must say translation (homography / essential), with the rotation
-    error far below that, not LOW_PARALLAX with the step absorbed into the rotation."""
+    1.1 deg turn. The model must be a translating one (homography / essential), with the
+    rotation error far below that, not rotation only with the step absorbed into the rotation.
+    Its direction is claimed where it is certain enough (from one 2 cm step ORB's often is
+    not: LOW_PARALLAX with the translating model's rotation), and then right."""
     from dkp_slam.synthetic import make_scenario
 
     seq = make_scenario("drone_down", n_frames=16, seed=2)
     res = _run(seq, reference)[1:]
     rot, tdir = _gt_errors(res, seq.gt_poses)
-    ok = [r.status == S.OK for r in res]
-    assert np.mean(ok) >= 0.8, [(r.index, r.status.value, r.model) for r in res]
-    assert np.median(rot) < 0.15 and np.median(tdir) < 5
+    translating = [r.model in ("homography", "essential") for r in res]
+    assert np.mean(translating) >= 0.8, [(r.index, r.status.value, r.model) for r in res]
+    assert all(r.status in (S.OK, S.LOW_PARALLAX) for r in res)
+    assert np.median(rot) < 0.15
+    if reference == "keyframe":  # the baseline grows: most frames claim a direction
+        assert np.mean([r.status == S.OK for r in res]) >= 0.5
+    assert len(tdir) == 0 or np.median(tdir) < 5
 
 
 def test_keyframe_kept_while_the_camera_only_turns():
@@ -435,3 +445,24 @@ def test_keyframe_kept_while_the_camera_only_turns():
     assert sum(r.is_keyframe for r in res) <= 5
     rot, _ = _gt_errors(res[1:], seq.gt_poses)
     assert np.median(rot) < 0.1
+
+
+@pytest.mark.parametrize("scenario", ["creep", "handheld"])
+def test_slow_motion_claims_no_direction_it_cannot_see(scenario):
+    """1.5-3 mm per frame at 0.45 m: from one frame to the next the direction is unobservable
+    (it was reported 10-25 deg off with a covariance claiming < 1 deg). It is now not claimed
+    (LOW_PARALLAX, the translating model's rotation, translation covariance unknown); with a
+    keyframe the baseline grows and the direction is claimed, and right."""
+    from dkp_slam.synthetic import make_scenario
+
+    seq = make_scenario(scenario, n_frames=30, seed=2)
+    res = _run(seq, "previous")[1:]
+    assert np.mean([r.status == S.LOW_PARALLAX for r in res]) >= 0.9
+    low = [r for r in res if r.status == S.LOW_PARALLAX]
+    assert all(np.all(np.diag(r.covariance)[:3] >= 1e6) and not r.t.any() for r in low)
+    rot, tdir = _gt_errors(res, seq.gt_poses)
+    # (ORB's rotation from one 3 mm step is 0.1-0.35 deg off: docs/BENCHMARKS.md)
+    assert np.median(rot) < 0.5 and np.all(tdir < 20)
+    res = _run(seq, "keyframe")[1:]
+    rot, tdir = _gt_errors(res, seq.gt_poses)
+    assert len(tdir) >= 8 and np.median(tdir) < 5 and np.median(rot) < 0.3

@@ -15,6 +15,7 @@ from dkp_slam.geometry import (
     UNKNOWN_VARIANCE,
     _pose_from_homography,
     angle_between_deg,
+    direction_sigma_deg,
     estimate_relative_pose,
     find_essential,
     find_homography,
@@ -322,7 +323,7 @@ def test_gric_prefers_fewer_parameters_for_perfect_data() -> None:
 # ====================================================================== covariance
 def _covariance(n: int, seed: int = 0) -> np.ndarray:
     p0, p1, _, _ = make_scene(R_GEN, T_GEN, n=n, noise=0.5, seed=seed)
-    res = estimate_relative_pose(p0, p1, K, GeometryConfig())
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig(keypoint_bias_px=0.0))
     assert res.model == "essential"
     return res.covariance, res.t
 
@@ -334,7 +335,7 @@ def _tangent(cov: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def test_covariance_symmetric_psd_and_shrinks() -> None:
     cov_small, t_small = _covariance(40, seed=20)
-    cov_big, t_big = _covariance(600, seed=21)
+    cov_big, t_big = _covariance(200, seed=21)
     for cov, t in ((cov_small, t_small), (cov_big, t_big)):
         assert cov.shape == (6, 6) and np.all(np.isfinite(cov))
         np.testing.assert_allclose(cov, cov.T, rtol=0, atol=1e-9 * np.abs(cov).max())
@@ -345,9 +346,77 @@ def test_covariance_symmetric_psd_and_shrinks() -> None:
         assert t @ cov[:3, :3] @ t >= 0.5 * UNKNOWN_VARIANCE
         tan = np.linalg.eigvalsh(_tangent(cov, t))
         assert tan.max() < 1e-2
-    # 15x the points -> clearly smaller uncertainty.
+    # 5x the points -> clearly smaller uncertainty (independent noise; at most 200 count).
     assert np.trace(cov_big[3:, 3:]) < 0.3 * np.trace(cov_small[3:, 3:])
     assert np.trace(_tangent(cov_big, t_big)) < 0.3 * np.trace(_tangent(cov_small, t_small))
+
+
+@pytest.mark.parametrize("baseline", [1.0, 0.3])
+def test_covariance_is_calibrated(baseline: float) -> None:
+    """Monte Carlo over 30 scenes with independent 0.5 px noise: the errors of rotation and
+    translation direction, weighed by the covariance (NEES), average their degrees of freedom
+    (3 and 2) within a factor of 2. (The covariance was once 250000x too small.)"""
+    conf = GeometryConfig(keypoint_bias_px=0.0)  # this noise has no shared part
+    t_true = T_GEN * baseline
+    nees_rot, nees_dir = [], []
+    for seed in range(30):
+        p0, p1, _, _ = make_scene(R_GEN, t_true, n=200, noise=0.5, seed=100 + seed)
+        res = estimate_relative_pose(p0, p1, K, conf)
+        assert res.model == "essential" and res.translation_valid
+        w = cv2.Rodrigues(res.R @ R_GEN.T)[0].ravel()  # R = exp(w) R_true
+        nees_rot.append(w @ np.linalg.solve(res.covariance[3:, 3:], w))
+        B = np.linalg.svd(res.t.reshape(1, 3))[2][1:].T  # tangent plane at the estimate
+        e = B.T @ (t_true / np.linalg.norm(t_true))
+        nees_dir.append(e @ np.linalg.solve(B.T @ res.covariance[:3, :3] @ B, e))
+    assert 1.5 < np.mean(nees_rot) < 6.0
+    assert 1.0 < np.mean(nees_dir) < 4.0
+
+
+def test_shared_keypoint_error_inflates_covariance() -> None:
+    """keypoint_bias_px adds an error that more points do not average away."""
+    p0, p1, _, _ = make_scene(R_GEN, T_GEN, n=200, noise=0.5, seed=5)
+    free = estimate_relative_pose(p0, p1, K, GeometryConfig(keypoint_bias_px=0.0))
+    shared = estimate_relative_pose(p0, p1, K, GeometryConfig(keypoint_bias_px=0.5))
+    np.testing.assert_allclose(shared.R, free.R)
+    # (s^2 + 200 b^2) / s^2 with s about 0.5 px: about 200 x the variance
+    ratio = np.trace(shared.covariance[3:, 3:]) / np.trace(free.covariance[3:, 3:])
+    assert 100 < ratio < 400
+    assert shared.direction_sigma_deg > 10 * free.direction_sigma_deg
+
+
+def test_uncertain_direction_is_not_reported() -> None:
+    """A 6 cm sideways step seen from 4-12 m (about 4 px of parallax): the rotation is kept, the
+    direction (sigma of several degrees) is not claimed; ten times closer it is."""
+    t_small = np.array([0.06, 0.0, 0.0])
+    p0, p1, _, _ = make_scene(R_GEN, t_small, n=300, noise=0.5, seed=7)
+    loose = estimate_relative_pose(p0, p1, K, GeometryConfig(max_direction_sigma_deg=180.0))
+    assert loose.translation_valid and loose.parallax_px >= 3.0
+    assert loose.direction_sigma_deg > GeometryConfig().max_direction_sigma_deg
+    res = estimate_relative_pose(p0, p1, K, GeometryConfig())
+    assert res.model in ("essential", "homography") and not res.translation_valid
+    np.testing.assert_array_equal(res.t, np.zeros(3))
+    assert res.direction_sigma_deg == pytest.approx(loose.direction_sigma_deg)
+    np.testing.assert_allclose(res.R, loose.R)
+    assert np.all(np.diag(res.covariance)[:3] >= UNKNOWN_VARIANCE)
+    assert np.all(res.covariance[:3, 3:] == 0)
+    np.testing.assert_allclose(res.covariance[3:, 3:], loose.covariance[3:, 3:])
+    assert rotation_angle_deg(res.R.T @ R_GEN) < 0.2
+    near = make_scene(R_GEN, t_small * 10, n=300, noise=0.5, seed=7)
+    clear = estimate_relative_pose(near[0], near[1], K, GeometryConfig())
+    assert clear.translation_valid and clear.direction_sigma_deg < 4.0
+    assert angle_between_deg(clear.t, t_small) < 4.0
+    assert direction_sigma_deg(clear.covariance, clear.t) == clear.direction_sigma_deg
+
+
+def test_translation_needs_parallax() -> None:
+    """Under min_translation_parallax_px no direction is reported, however small its sigma."""
+    p0, p1, _, _ = make_scene(R_GEN, T_GEN, n=300, noise=0.1, seed=8)
+    base = estimate_relative_pose(p0, p1, K, GeometryConfig())
+    assert base.translation_valid and base.direction_sigma_deg < 1.0
+    above = GeometryConfig(min_translation_parallax_px=base.parallax_px * 1.1)
+    res = estimate_relative_pose(p0, p1, K, above)
+    assert res.model == base.model and not res.translation_valid
+    np.testing.assert_allclose(res.R, base.R)
 
 
 def test_covariance_too_few_points_is_unknown() -> None:

@@ -7,6 +7,7 @@ malformed input, bursts, compressed input and diagnostics."""
 from __future__ import annotations
 
 import json
+import time
 
 import cv2
 import numpy as np
@@ -438,6 +439,31 @@ def test_compressed_transport_waits_for_camera_info_then_runs_homography_only(ro
         assert wait_for(lambda: node.stats.counters["invalid_images"] == 2, 5)
         assert "libjpeg: Corrupt JPEG data" in node.stats.last_problem
         assert node.stats.status_counts["FEW_MATCHES"] == 0  # not a tracking failure
+    finally:
+        ros.remove_node(node)
+
+
+def test_first_frame_waits_for_the_first_camera_info(ros, kitti):
+    """The first image may overtake the first CameraInfo (two topics, no order between them):
+    it waits for it (node.camera.info_wait_s) and is answered, not skipped."""
+    seq, images = kitti
+    ns = f"{NS}/overtaken"
+    node = ros.add_node(FrontEndNode(context=ros.context, namespace=ns, parameter_overrides=[
+        Parameter("node.qos.reliability", value="reliable")]))
+    try:
+        status = ros.subscribe(String, f"{ns}/frontend/status")
+        pub = ros.publisher(Image, f"{ns}/image")
+        info_pub = ros.publisher(CameraInfo, f"{ns}/camera_info")
+        assert wait_for(lambda: pub.get_subscription_count() > 0
+                        and info_pub.get_subscription_count() > 0, 10)
+        pub.publish(array_to_image(images[0], header(float(seq.stamps[0])), "mono8"))
+        assert wait_for(lambda: node.stats.counters["received"] == 1, 10)
+        time.sleep(0.3)  # the CameraInfo comes later
+        info_pub.publish(camera_info(seq.camera))
+        assert wait_for(lambda: len(status) >= 1, 10)
+        first = json.loads(status.messages[0].data)
+        assert first["status"] == "INITIALISING", first
+        assert node.stats.counters["waiting_for_camera_info"] == 0
     finally:
         ros.remove_node(node)
 

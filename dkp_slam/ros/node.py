@@ -169,6 +169,7 @@ class FrontEndNode(Node):
                                    "homography-only (no relative pose)")
         # With camera_info, frames wait for the first valid CameraInfo.
         self._camera_known = source != "camera_info"
+        self._waited_for_camera_info = False
         self.frontend = FrontEnd(copy.deepcopy(core), camera)
         if nc.warm_up_frames:  # before any subscription exists: no frame waits for it
             seconds = self.frontend.warm_up(frames=nc.warm_up_frames)
@@ -353,6 +354,20 @@ class FrontEndNode(Node):
                               error=True)
                 self.get_logger().debug(traceback.format_exc())
 
+    def _wait_for_camera_info(self) -> None:
+        """The first frame can overtake the first CameraInfo (they are different topics): it
+        waits up to ``node.camera.info_wait_s`` for it, once (a camera that never sends one
+        must not slow every frame)."""
+        self._waited_for_camera_info = True
+        deadline = time.monotonic() + self.node_config.camera.info_wait_s
+        while time.monotonic() < deadline and not self._stop.is_set():
+            with self._lock:
+                arrived = self._pending_camera is not _UNSET
+            if arrived:
+                self._apply_pending()
+                return
+            time.sleep(0.01)
+
     def _apply_pending(self) -> None:
         """Apply queued parameter, camera and reset changes (worker thread, between frames)."""
         with self._lock:
@@ -427,6 +442,8 @@ class FrontEndNode(Node):
         except ImageError as err:
             self._problem("invalid_images", f"image rejected: {err}", msg.header)
             return
+        if not self._camera_known and not self._waited_for_camera_info:
+            self._wait_for_camera_info()
         if not self._camera_known:
             self._problem("waiting_for_camera_info",
                           f"no valid CameraInfo on {self.resolve_topic_name(CAMERA_INFO_TOPIC)} "
