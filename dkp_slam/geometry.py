@@ -31,8 +31,8 @@ PLANE_NORMAL_MATCH_DEG = 30.0
 PLANAR_SHARE = 0.9
 #: :func:`rival_direction` is looked for below this parallax (pixels): on the validation
 #: scenarios every confidently wrong direction had less than 3.5 px; above, the search would
-#: only cost time (about 4x the rest of the geometry).
-RIVAL_CHECK_MAX_PARALLAX_PX = 8.0
+#: only cost time (about as much as the rest of the geometry).
+RIVAL_CHECK_MAX_PARALLAX_PX = 4.0
 #: Variance used for unobservable directions in covariances (m^2 or rad^2).
 UNKNOWN_VARIANCE = 1e6
 
@@ -511,26 +511,28 @@ def refine_pose(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.ndarray
 
 
 def rival_direction(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.ndarray,
-                    focal: float, sigma_deg: float, bias_px: float, max_points: int = 200
+                    focal: float, sigma_deg: float, bias_px: float, max_points: int = 100
                     ) -> Optional[np.ndarray]:
     """A second minimum of the epipolar cost whose translation direction is far from ``t01``
     but whose cost is about as low, or None.
 
     With a few pixels of parallax the cost over the direction has more than one valley: the
     estimate can sit in a wrong one (80-90 deg off) whose local curvature, and so whose
-    covariance, looks confident. Starts from the three axis directions (``t`` and ``-t`` have
-    the same cost: cheirality, not this cost, tells them apart), refines each
+    covariance, looks confident. On at most ``max_points`` evenly strided inliers: starts
+    from the three axis directions (``t`` and ``-t`` have the same cost: cheirality, not this
+    cost, tells them apart), refines each
     (:func:`refine_pose`) and returns the first whose direction is more than
-    ``max(3 sigma_deg, 10 deg)`` from the refined estimate with a cost within the 99 % bound of
-    a 2-dof chi-square (9.21) times the noise variance (residuals' and ``bias_px``'s, as in
-    :func:`pose_covariance`) of it.
+    ``max(3 sigma_deg, 10 deg)`` from the estimate (a least-squares one) with a cost within
+    the 99 % bound of a 2-dof chi-square (9.21) times the noise variance (residuals' and
+    ``bias_px``'s, as in :func:`pose_covariance`) of it.
     """
     n = len(x0)
     if n > max_points:
         keep = np.linspace(0, n - 1, max_points).round().astype(np.int64)
         x0, x1 = x0[keep], x1[keep]
-    R_best, t_best, c_best = refine_pose(x0, x1, R01, t01, focal)
+    R_best, t_best = R01, t01  # already least squares (polish_essential)
     r = _pose_residuals(x0, x1, R_best, t_best, focal)(np.zeros((1, 5)))[0]
+    c_best = float(r @ r)
     s2 = max(c_best / max(len(r) - 5, 1), (1.4826 * float(np.median(np.abs(r)))) ** 2)
     bound = 9.21 * (s2 + len(r) * bias_px**2)
     far = max(3.0 * sigma_deg, 10.0)
@@ -542,7 +544,7 @@ def rival_direction(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.nda
     for start in np.eye(3):
         if line_angle(start) < far:
             continue
-        _, t, c = refine_pose(x0, x1, R_best, start, focal)
+        _, t, c = refine_pose(x0, x1, R_best, start, focal, iterations=10)
         if c <= c_best + bound and line_angle(t) > far:
             return t
     return None

@@ -91,14 +91,14 @@ def test_kitti_consecutive_accuracy(kitti, kitti_run) -> None:
     assert S.INITIALISING not in statuses[1:]
     # The car pulls away: over the first frames ORB's direction is too uncertain (or the
     # parallax under 2 px) to be claimed, LOW_PARALLAX then; later it drives at ~9 m/s.
-    assert sum(s == S.OK for s in statuses) >= 125
-    assert sum(s == S.OK for s in statuses[60:]) >= 95
+    assert sum(s == S.OK for s in statuses) >= 120  # 130 on pip's OpenCV 5.1
+    assert sum(s == S.OK for s in statuses[60:]) >= 90  # 97
     assert all(s in (S.OK, S.LOW_PARALLAX) for s in statuses[1:])
     for i, r in enumerate(recs):
         assert r.index == i
         assert r.reference_index == i - 1
     rot, tdir = _gt_errors(recs, kitti.gt_poses)
-    assert len(rot) == 159 and len(tdir) >= 125
+    assert len(rot) == 159 and len(tdir) >= 120
     assert np.median(rot) <= 0.15, np.median(rot)
     assert np.median(tdir) <= 3.5, np.median(tdir)
     for r in recs[1:]:
@@ -109,7 +109,7 @@ def test_kitti_consecutive_accuracy(kitti, kitti_run) -> None:
             assert r.model in ("essential", "homography", "rotation")
 
 
-def test_kitti_chained_pose(kitti_run) -> None:
+def test_kitti_chained_pose(kitti, kitti_run) -> None:
     """T_world_cam chains the relative poses: T_w_k = T_w_{k-1} @ T_{k-1}_k."""
     recs = kitti_run
     np.testing.assert_allclose(recs[0].T_world_cam, np.eye(4))
@@ -118,9 +118,10 @@ def test_kitti_chained_pose(kitti_run) -> None:
             T = np.eye(4)
             T[:3, :3], T[:3, 3] = cur.R, cur.t
             np.testing.assert_allclose(cur.T_world_cam, prev.T_world_cam @ T, atol=1e-9)
-    # The car drives forward: the chained camera moves along +z of the first camera, mostly.
+    # The car pulls away and turns left: the chained unit steps (none while the direction is
+    # withheld) point where the true position is.
     end = recs[30].T_world_cam[:3, 3]
-    assert end[2] > 0.8 * np.linalg.norm(end)
+    assert angle_between_deg(end, kitti.gt_poses[30][:3, 3]) < 15
 
 
 def test_kitti_track_ids(kitti_run) -> None:
