@@ -434,9 +434,9 @@ def pose_covariance(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.nda
     The information is that of at most ``max_points`` inliers (evenly strided): keypoint errors
     are not independent (neighbouring keypoints share blur, texture and interpolation error), so
     the information ``J^T J`` does not keep growing with the point count as independent noise
-    would have it. With 200, the errors of the reported directions on the synthetic scenarios
-    (validation seed) are 0.99 x the predicted sigma at the median; counting every inlier
-    (about 600) made the covariance about 1.7x too confident. It also bounds the cost.
+    would have it; ``bias_px`` (``GeometryConfig.keypoint_bias_px``) adds the shared error.
+    With 200 points and 0.05 px, 84 % of the direction errors on the validation scenarios fall
+    within 2 sigma (docs/BENCHMARKS.md). It also bounds the cost.
     """
     cov = np.eye(6) * UNKNOWN_VARIANCE
     n = len(x0)
