@@ -144,7 +144,8 @@ class SyntheticConfig:
 SCENARIOS: dict[str, dict] = {
     # the default corridor walk (1.8 m/s, 3 deg oscillations)
     "corridor": {},
-    # the same corridor at 1 cm per frame (a robot creeping along it, a car pulling away):
+    # the same corridor at 1 cm per frame forward (2 cm with the sway; a robot creeping along
+    # it, a car pulling away):
     # forward motion with a few pixels of parallax
     "corridor_slow": {"speed": 0.01},
     # a desk filling the view at 0.45 m, 1 cm of off-plane structure; 3 mm per frame

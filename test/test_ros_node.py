@@ -135,13 +135,18 @@ def test_features_pose_and_odometry_equal_the_core(kitti, io, node):
         assert status["status"] == ref.status.value and status["index"] == ref.index
         pose = io["relative_pose"].stamped(stamp)
         T = matrix_from_pose(pose.pose.pose)
-        if ref.status.tracked:
+        if ref.status == TrackingStatus.OK:
             assert _rotation_angle_deg(T[:3, :3].T @ ref.R) < 0.05
             assert np.degrees(np.arccos(np.clip(T[:3, 3] @ ref.t, -1, 1))) < 1.0
             assert np.linalg.norm(T[:3, 3]) == pytest.approx(1.0, abs=1e-6)
             cov = np.reshape(pose.pose.covariance, (6, 6))
             assert np.all(np.diag(cov)[3:] < 1e-3)  # rotation well determined
             assert t_var_along(cov, T[:3, 3]) >= 1e5  # scale along t is unobservable
+        elif ref.status.tracked:  # LOW_PARALLAX: the rotation, no translation
+            assert _rotation_angle_deg(T[:3, :3].T @ ref.R) < 0.05
+            assert not T[:3, 3].any()
+            cov = np.reshape(pose.pose.covariance, (6, 6))
+            assert np.all(np.diag(cov)[:3] >= 1e6) and np.all(np.diag(cov)[3:] < 1e-3)
         else:
             assert np.reshape(pose.pose.covariance, (6, 6))[0, 0] >= 1e6
         odom = io["odometry"].stamped(stamp)

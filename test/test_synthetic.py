@@ -353,7 +353,7 @@ def test_scenarios_are_what_they_say(name: str) -> None:
     conf = syn.SCENARIOS[name]
     if conf.get("motion") == "rotation":
         assert steps_mm.max() == 0
-    elif name != "corridor":
+    elif not name.startswith("corridor"):  # the walk sways: more than its forward speed
         np.testing.assert_allclose(np.median(steps_mm), 1000 * conf["speed"], rtol=0.15)
     if conf.get("scene") == "desk":  # the desk fills the view from 0.3-0.5 m
         depth = render_depth(syn.scene_for(seq), P[20], syn.SyntheticConfig(
