@@ -74,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic pairs")
     p.add_argument("--resize-max", type=int, default=0,
                    help="resize so the longer side is at most this (0 = keep)")
+    p.add_argument("--scenes", default="",
+                   help="comma-separated scenes of an HPatches-layout folder (default: all)")
+    p.add_argument("--photos", default="", metavar="START:STOP",
+                   help="use only these photographs of the folder's sorted list, e.g. 0:50")
+    p = bsub.add_parser("robustness", parents=[common],
+                        help="accuracy against in-plane rotation and zoom (synthetic pairs)")
+    p.add_argument("path", help="folder of photographs")
+    p.add_argument("--photos", default="", metavar="START:STOP",
+                   help="use only these photographs of the folder's sorted list, e.g. 50:100")
+    p.add_argument("--num-photos", type=int, default=20,
+                   help="photographs per sweep value (the first of the list or range)")
+    p.add_argument("--rotations", default=",".join(f"{a:g}" for a in range(0, 181, 15)),
+                   help="in-plane rotations in degrees (comma-separated; '' = no sweep)")
+    p.add_argument("--scales", default="0.25,0.354,0.5,0.707,1,1.414,2,2.828,4",
+                   help="zoom factors (comma-separated; '' = no sweep)")
     p = bsub.add_parser("odometry", parents=[common],
                         help="relative pose and trajectory errors on a sequence")
     p.add_argument("path", help="sequence (KITTI, TUM, EuRoC, image folder, video)")
@@ -271,14 +286,16 @@ def _calibration_for(sequence, path: str, camera_name: Optional[str]):
 
 
 def _bench(args) -> int:
-    """``dkp-slam bench homography|odometry|pose|speed``: run, then write and print the
-    table."""
+    """``dkp-slam bench homography|robustness|odometry|pose|speed``: run, then write and print
+    the table."""
     from .bench import report
 
     methods = _bench_methods(args.methods)
     base = load_config(args.config, args.set)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    if args.bench_command == "robustness":
+        return _bench_robustness(args, methods, base, out)
     run = {"homography": _bench_homography, "odometry": _bench_odometry,
            "pose": _bench_pose, "speed": _bench_speed}[args.bench_command]
     results, columns, name = run(args, methods, base, out)
@@ -308,9 +325,13 @@ def _bench_homography(args, methods: list[str], base: FrontEndConfig, out: Path
     from .bench import report
     from .bench.homography import METRIC_KEYS, bench_homography
 
+    from .bench.pairs import parse_photo_range
+
+    scenes = [s.strip() for s in args.scenes.split(",") if s.strip()] or None
+    photo_range = parse_photo_range(args.photos) if args.photos else None
     results, label = bench_homography(args.path, methods, args.max_keypoints, args.pairs,
                                       args.seed, args.resize_max or None, not args.no_progress,
-                                      base.detector)
+                                      base.detector, scenes=scenes, photo_range=photo_range)
     columns = [k for k in METRIC_KEYS if k in next(iter(results.values()))]
     name = f"homography_{label}_k{args.max_keypoints}"
     report.plot_curves(out / f"{name}_mma.png",
@@ -318,6 +339,48 @@ def _bench_homography(args, methods: list[str], base: FrontEndConfig, out: Path
                         for m, r in results.items()},
                        "threshold [px]", "MMA", f"{label}, {args.max_keypoints} keypoints")
     return results, columns, name
+
+
+def _float_list(text: str, what: str) -> list[float]:
+    """A comma-separated list of numbers ('' = empty); ValueError naming ``what``."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def _bench_robustness(args, methods: list[str], base: FrontEndConfig, out: Path) -> int:
+    """Accuracy against rotation and zoom: curves (PNG), one table per sweep (Markdown) and
+    ``{method: {"rotation": {angle: metrics}, "scale": {s: metrics}}}`` (JSON)."""
+    import json
+
+    from .bench.pairs import parse_photo_range
+    from .bench.robustness import bench_robustness, plot_robustness, robustness_tables
+    from .jsonable import jsonable
+
+    rotations = _float_list(args.rotations, "--rotations")
+    scales = _float_list(args.scales, "--scales")
+    if not rotations and not scales:
+        raise ValueError("nothing to sweep: give --rotations and/or --scales")
+    if any(s <= 0 for s in scales):
+        raise ValueError(f"--scales must be > 0, got {args.scales!r}")
+    photo_range = parse_photo_range(args.photos) if args.photos else None
+    results, label = bench_robustness(args.path, methods, args.max_keypoints, photo_range,
+                                      args.num_photos, rotations, scales, base.detector,
+                                      progress=not args.no_progress)
+    name = f"robustness_{label}_k{args.max_keypoints}"
+    tables = "\n\n".join(robustness_tables(results, m) for m in ("mma@3", "hom_acc@3"))
+    header = f"`dkp-slam {' '.join(sys.argv[1:]) or 'bench robustness'}`"
+    (out / f"{name}.md").write_text(header + "\n\n" + tables + "\n")
+    text = json.dumps(jsonable(results), indent=2)
+    (out / f"{name}.json").write_text(text)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text)
+    plot_robustness(out / f"{name}.png", results, f"{label}, {args.max_keypoints} keypoints")
+    print(tables)
+    print(f"\nwritten: {out / (name + '.md')}, {out / (name + '.json')}, {out / (name + '.png')}")
+    return 0
 
 
 def _bench_odometry(args, methods: list[str], base: FrontEndConfig, out: Path

@@ -383,7 +383,7 @@ def test_option_checks_come_from_the_fields():
 
     assert set(RUNTIME_KEYS) == {"device", "threads", "iterations", "max_minutes",
                                  "checkpoint_every", "log_every", "print_every", "progress",
-                                 "data.num_workers"}
+                                 "data.num_workers", "data.cache_mb"}
     for key, value, reason in [("optimizer.lr", 0, "must be > 0"),
                                ("scheduler.name", "step", "must be one of"),
                                ("data.homography.scale_range", [2, 1], "0 < lo <= hi"),

@@ -294,7 +294,8 @@ def aggregate(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 def evaluate_detector(detector: DetectorFn, pairs: Sequence[HomographyPair],
                       matcher: Optional[Matcher] = None, progress: bool = False,
-                      eps: float = 3.0, warmup: int = 1) -> dict[str, float]:
+                      eps: float = 3.0, warmup: int = 1,
+                      feature_cache: Optional[dict] = None) -> dict[str, float]:
     """Run ``detector`` on every pair and :func:`aggregate` the :func:`evaluate_pair` results.
 
     Args:
@@ -307,6 +308,9 @@ def evaluate_detector(detector: DetectorFn, pairs: Sequence[HomographyPair],
         eps: correctness threshold (px), see :func:`evaluate_pair`.
         warmup: untimed detector calls on the first image before timing (lazy initialisation,
             CUDA context, ...).
+        feature_cache: a dict to keep the features of each ``image0`` array in across calls
+            (several pair sets sharing their first images, as in ``bench robustness``); by
+            default a new one per call.
 
     Returns:
         :func:`aggregate` of the pairs plus ``ms_per_image``: mean wall-clock detection time
@@ -316,7 +320,8 @@ def evaluate_detector(detector: DetectorFn, pairs: Sequence[HomographyPair],
     if pairs and warmup > 0:
         for _ in range(warmup):
             detector(pairs[0].image0)
-    cache: dict[int, tuple[np.ndarray, Mapping[str, np.ndarray], Any]] = {}
+    cache: dict[int, tuple[np.ndarray, Mapping[str, np.ndarray], Any]] = (
+        {} if feature_cache is None else feature_cache)
     times: list[float] = []
 
     def detect(image: np.ndarray) -> tuple[Mapping[str, np.ndarray], Any]:
@@ -353,10 +358,13 @@ METRIC_KEYS = ("repeatability", "mle", "mma@1", "mma@3", "mma@5", "ms", "hom_acc
 
 
 def load_pairs(path: str, n_pairs: int = 100, seed: int = 0,
-               resize_max: Optional[int] = None) -> tuple[list[HomographyPair], str]:
-    """HPatches-layout scenes when ``path`` holds scene folders with ``H_1_k`` files, else
-    ``n_pairs`` synthetic pairs from the photos in ``path``. Returns (pairs, label) with a
-    label that names the data and its settings (used in output file names)."""
+               resize_max: Optional[int] = None, scenes: Optional[Sequence[str]] = None,
+               photo_range: Optional[tuple[int, int]] = None
+               ) -> tuple[list[HomographyPair], str]:
+    """HPatches-layout scenes when ``path`` holds scene folders with ``H_1_k`` files (only
+    ``scenes`` when given), else ``n_pairs`` synthetic pairs from the photos in ``path``
+    (only those in ``photo_range`` of the sorted list when given). Returns (pairs, label) with
+    a label that names the data and its settings (used in output file names)."""
     from pathlib import Path
 
     from .pairs import load_hpatches, synthetic_pairs
@@ -365,17 +373,24 @@ def load_pairs(path: str, n_pairs: int = 100, seed: int = 0,
     if not root.is_dir():
         raise FileNotFoundError(f"benchmark data folder not found: {root}")
     if any(d.is_dir() and (d / "H_1_2").is_file() for d in root.iterdir()):
-        label = root.name + (f"_r{resize_max}" if resize_max else "")
-        return load_hpatches(root, resize_max=resize_max), label
-    pairs = synthetic_pairs(root, n_pairs, seed=seed)
-    return pairs, f"{root.parent.name}-{root.name}_synth{n_pairs}_s{seed}"
+        label = (root.name + (f"-{'-'.join(scenes)}" if scenes else "")
+                 + (f"_r{resize_max}" if resize_max else ""))
+        return load_hpatches(root, scenes=scenes, resize_max=resize_max), label
+    if scenes:
+        raise ValueError(f"--scenes needs an HPatches-layout folder; {root} holds photographs")
+    pairs = synthetic_pairs(root, n_pairs, seed=seed, photo_range=photo_range)
+    subset = f"_p{photo_range[0]}-{photo_range[1]}" if photo_range else ""
+    return pairs, f"{root.parent.name}-{root.name}{subset}_synth{n_pairs}_s{seed}"
 
 
 def bench_homography(path: str, methods: Sequence[str], max_keypoints: int = 1000,
                      n_pairs: int = 100, seed: int = 0, resize_max: Optional[int] = None,
-                     progress: bool = False, base: Optional[DetectorConfig] = None
+                     progress: bool = False, base: Optional[DetectorConfig] = None,
+                     scenes: Optional[Sequence[str]] = None,
+                     photo_range: Optional[tuple[int, int]] = None
                      ) -> tuple[dict[str, dict], str]:
-    """:func:`evaluate_detector` for each detector id on the pairs of :func:`load_pairs`.
+    """:func:`evaluate_detector` for each detector id on the pairs of :func:`load_pairs`
+    (``scenes`` / ``photo_range`` select a split, see there).
 
     ``base`` supplies the other detector options (e.g. ``dkp.weights``); its name and budget
     are replaced by each method's id and ``max_keypoints``.
@@ -386,7 +401,7 @@ def bench_homography(path: str, methods: Sequence[str], max_keypoints: int = 100
 
     from ..features import create_detector
 
-    pairs, label = load_pairs(path, n_pairs, seed, resize_max)
+    pairs, label = load_pairs(path, n_pairs, seed, resize_max, scenes, photo_range)
     results = {}
     base = base or DetectorConfig()
     for method in methods:

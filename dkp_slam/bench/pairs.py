@@ -148,6 +148,40 @@ def load_hpatches(root: PathLike, scenes: Optional[Sequence[str]] = None,
 
 
 # ====================================================================== synthetic pairs
+def list_photos(folder: PathLike, photo_range: Optional[tuple[int, int]] = None
+                ) -> list[Path]:
+    """The photographs of ``folder`` (non-recursive, :data:`PHOTO_EXTENSIONS`), sorted by
+    name, restricted to ``photo_range = (start, stop)`` when given.
+
+    Raises:
+        FileNotFoundError: no photograph (in that range).
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS) \
+        if folder.is_dir() else []
+    if photo_range is not None:
+        files = files[photo_range[0]:photo_range[1]]
+    if not files:
+        where = f" (range {photo_range[0]}:{photo_range[1]})" if photo_range else ""
+        raise FileNotFoundError(f"no photographs in {folder}{where}")
+    return files
+
+
+def parse_photo_range(text: str) -> tuple[int, int]:
+    """``"START:STOP"`` (non-negative integers, START < STOP) -> ``(start, stop)``.
+
+    Raises:
+        ValueError: any other text, naming it.
+    """
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"photo range must be START:STOP, e.g. 0:50, got {text!r}")
+    start, stop = int(parts[0]), int(parts[1])
+    if start >= stop:
+        raise ValueError(f"photo range {text!r}: START must be below STOP")
+    return start, stop
+
+
 def synthetic_pairs(folder: PathLike, n_pairs: int, seed: int = 0,
                     size: Optional[tuple[int, int]] = None, *,
                     max_rotation_deg: float = 25.0,
@@ -156,7 +190,8 @@ def synthetic_pairs(folder: PathLike, n_pairs: int, seed: int = 0,
                     corner_perturbation: float = 0.15,
                     min_overlap: float = 0.6,
                     photometric: bool = True,
-                    photometric_strength: float = 1.0) -> list[HomographyPair]:
+                    photometric_strength: float = 1.0,
+                    photo_range: Optional[tuple[int, int]] = None) -> list[HomographyPair]:
     """Pairs made by warping photographs with random homographies.
 
     ``image0`` is the photograph (grey, resized to ``size`` when given); ``image1`` is
@@ -172,15 +207,14 @@ def synthetic_pairs(folder: PathLike, n_pairs: int, seed: int = 0,
         n_pairs: number of pairs.
         seed: random seed.
         size: ``(H, W)`` to resize every photograph to, or None for native sizes.
+        photo_range: ``(start, stop)``: use only these photographs of the folder's sorted
+            file list (Python slice semantics), e.g. one half of a folder for validation and
+            the other for testing (:func:`list_photos`).
 
     Returns:
         pairs named ``synthetic/<index>:<file stem>``, scene ``synthetic``.
     """
-    folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS) \
-        if folder.is_dir() else []
-    if not files:
-        raise FileNotFoundError(f"no photographs in {folder}")
+    files = list_photos(folder, photo_range)
     # Separate streams: the geometry does not depend on whether photometric changes are drawn.
     geo_seq, photo_seq = np.random.SeedSequence(seed).spawn(2)
     rng, photo_rng = np.random.default_rng(geo_seq), np.random.default_rng(photo_seq)
@@ -204,5 +238,5 @@ def synthetic_pairs(folder: PathLike, n_pairs: int, seed: int = 0,
     return pairs
 
 
-__all__ = ["HomographyPair", "load_hpatches", "synthetic_pairs", "scale_matrix",
-           "resize_max_side", "read_gray"]
+__all__ = ["HomographyPair", "load_hpatches", "synthetic_pairs", "list_photos",
+           "parse_photo_range", "scale_matrix", "resize_max_side", "read_gray"]

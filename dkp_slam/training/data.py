@@ -93,6 +93,9 @@ class DataConfig:
     photometric_strength0: float = setting(0.0, "the same for image0", range=(0.0, 10.0))
     min_std: float = setting(8.0, "crops with a lower grey-level standard deviation are redrawn",
                              range=(0.0, 255.0))
+    cache_mb: int = setting(512, "decoded image files kept in memory per data-loading process, "
+                            "in MiB (0 = decode every time; video frames are never kept)",
+                            range=(0, 1000000), policy=RUNTIME)
     num_workers: int = setting(2, "DataLoader worker processes (0 = load in the main process)",
                                range=(0, 256), policy=RUNTIME)
 
@@ -241,6 +244,9 @@ class HomographyPairs(Dataset):
         min_std: crops whose grey-level standard deviation is below this are redrawn (up to
             ``crop_tries`` times; the most textured draw is kept).
         recursive, video_step: see :func:`collect_sources`.
+        cache_mb: decoded grey image files are kept in memory (per process: each DataLoader
+            worker has its own) up to this many MiB, so that an image used again in a later
+            epoch is not decoded again; it changes no pixel of any item.
 
     Items are dicts: ``image0``, ``image1``: (1, H, W) float32 in [0, 1]; ``H_0_1``: (3, 3)
     float32, maps pixel (u, v) of image0 to image1 (pixel-centre convention, ``H[2,2] = 1``);
@@ -253,7 +259,7 @@ class HomographyPairs(Dataset):
                  resize_max: int = 640, scale_jitter: Sequence[float] = (1.0, 1.0),
                  homography: Optional[dict] = None, photometric_strength: float = 1.0,
                  photometric_strength0: float = 0.0, min_std: float = 8.0, crop_tries: int = 4,
-                 recursive: bool = False, video_step: int = 5):
+                 recursive: bool = False, video_step: int = 5, cache_mb: int = 0):
         self.entries = collect_sources(sources, recursive=recursive, video_step=video_step)
         if len(crop) != 2 or min(int(c) for c in crop) < 16:
             raise DataError(f"crop must be (H, W) of at least 16 pixels, got {crop}")
@@ -276,6 +282,9 @@ class HomographyPairs(Dataset):
         self.min_std = float(min_std)
         self.crop_tries = max(int(crop_tries), 1)
         self._bad: set[tuple[str, int]] = set()
+        self.cache_bytes = int(cache_mb) * 2**20
+        self._cache: dict[str, np.ndarray] = {}
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return self.length
@@ -315,8 +324,15 @@ class HomographyPairs(Dataset):
         n = len(self.entries)
         for k in range(min(n, 16)):
             path, frame = self.entry(index + k)
+            hit = self._cache.get(path) if frame < 0 else None
+            if hit is not None:
+                return hit.copy()
             try:
-                return read_gray_frame(path, frame)
+                img = read_gray_frame(path, frame)
+                if frame < 0 and self._cached_bytes + img.nbytes <= self.cache_bytes:
+                    self._cache[path] = img.copy()
+                    self._cached_bytes += img.nbytes
+                return img
             except IOError as exc:
                 if (path, frame) not in self._bad:
                     self._bad.add((path, frame))
