@@ -441,3 +441,103 @@ def test_cli_ctrl_c_with_workers_saves(image_folder, tmp_path):
     assert summary["status"] == "SIGINT" and summary["iteration"] >= 2
     assert load_checkpoint(out / "last.pt")["iteration"] == summary["iteration"]
     assert "resume with the same command" in stdout
+
+
+# ====================================================================== bags as training data
+def _image_bag(folder: Path, path: Path, storage: str, corrupt_index: int = -1) -> list:
+    """A bag with the folder's images on /cam/image_raw (mono8 and bgr8 alternating) and as
+    PNG on /cam/image_raw/compressed; message ``corrupt_index`` of the raw topic has a wrong
+    step. Returns the grey images in order."""
+    from dkp_slam.bags.writer import BagWriter
+
+    greys = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(folder.glob("*.png"))]
+    with BagWriter(path, storage) as b:
+        b.add_topic("/cam/image_raw", "sensor_msgs/msg/Image")
+        b.add_topic("/cam/image_raw/compressed", "sensor_msgs/msg/CompressedImage")
+        for i, g in enumerate(greys):
+            t = 1_000_000_000 + i * 100_000_000
+            img, enc = (g, "mono8") if i % 2 == 0 else (cv2.merge([g, g, g]), "bgr8")
+            msg = b.image(img, t, "cam", enc)
+            if i == corrupt_index:
+                msg.step = msg.step + 1
+            b.write("/cam/image_raw", t, msg)
+            b.write("/cam/image_raw/compressed", t, b.compressed_image(g, t, "cam", "png"))
+    return greys
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_bag_image_topic_is_a_training_source(image_folder, tmp_path, storage):
+    """A recorded bag is read like a video: every video_step-th image message, raw or
+    compressed, decoded to the same grey pixels; the topic is named or the only one."""
+    from dkp_slam.training.data import BAG_SEPARATOR, read_gray_frame
+
+    bag = tmp_path / f"rec_{storage}"
+    greys = _image_bag(image_folder, bag, storage)
+    entries = collect_sources([bag], bag_topic="/cam/image_raw", video_step=1)
+    assert [e[0] for e in entries] == [f"{bag}{BAG_SEPARATOR}/cam/image_raw"] * len(greys)
+    for (key, t), g in zip(entries, greys):
+        assert np.array_equal(read_gray_frame(key, t), g)
+    compressed = collect_sources([bag], bag_topic="/cam/image_raw/compressed", video_step=2)
+    assert len(compressed) == (len(greys) + 1) // 2
+    assert np.array_equal(read_gray_frame(*compressed[1]), greys[2])
+    # the raw topic and its /compressed twin count as one camera: the raw one is taken
+    assert collect_sources([bag], video_step=1) == entries
+    with pytest.raises(DataError, match="no topic '/nope'"):
+        collect_sources([bag], bag_topic="/nope")
+    ds = HomographyPairs([bag], crop=(64, 64), seed=3, bag_topic="/cam/image_raw",
+                         video_step=1)
+    item = ds[4]
+    assert item["image0"].shape == (1, 64, 64) and item["image1"].shape == (1, 64, 64)
+
+
+def test_bag_with_a_corrupt_image_and_the_cli(image_folder, tmp_path):
+    """A message that cannot be decoded is reported and replaced; `dkp-slam train` fine-tunes
+    the shipped weights on a bag in one command."""
+    from dkp_slam.training.data import read_gray_frame
+
+    bag = tmp_path / "rec.mcap"
+    _image_bag(image_folder, bag, "mcap", corrupt_index=2)
+    entries = collect_sources([bag], bag_topic="/cam/image_raw", video_step=1)
+    with pytest.raises(IOError, match="step"):
+        read_gray_frame(*entries[2])
+    ds = HomographyPairs([bag], crop=(64, 64), seed=0, bag_topic="/cam/image_raw",
+                         video_step=1)
+    for i in range(len(entries)):
+        ds[i]  # the corrupt one is replaced by another image of the epoch
+    assert any("/cam/image_raw" in k for k, _ in ds._bad)
+    two_topics = tmp_path / "two.mcap"
+    from dkp_slam.bags.writer import BagWriter
+
+    with BagWriter(two_topics) as b:
+        for topic in ("/left/image_raw", "/right/image_raw"):
+            b.add_topic(topic, "sensor_msgs/msg/Image")
+            b.write(topic, 1, b.image(np.zeros((64, 64), np.uint8), 1, "cam", "mono8"))
+    with pytest.raises(DataError, match="several image topics"):
+        collect_sources([two_topics])
+
+    out = tmp_path / "ft"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dkp_slam.cli", "train", "--config",
+         str(ROOT / "config" / "train" / "finetune_example.yaml"), "--output", str(out),
+         "--no-progress", "--iterations", "2", "--set", f"data.sources=[{bag}]",
+         "--set", "data.bag_topic=/cam/image_raw", "--set", "data.video_step=1",
+         "--set", "data.crop=[64, 64]",
+         "--set", "batch_size=2", "--set", "data.num_workers=0", "--set", "device=cpu"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "initialised from dkp_v2.pt" in proc.stdout and "completed: iteration 2/2" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "dkp_slam.cli", "train", "--output", str(tmp_path / "x"),
+         "--set", f"data.sources=[{two_topics}]"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "several image topics" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_image_cache_changes_no_pixel(image_folder):
+    a = HomographyPairs([image_folder], crop=(64, 64), seed=5, cache_mb=0)
+    b = HomographyPairs([image_folder], crop=(64, 64), seed=5, cache_mb=64)
+    for i in range(14):  # more than two epochs: cached images are used again
+        x, y = a[i], b[i]
+        assert torch.equal(x["image0"], y["image0"]) and torch.equal(x["image1"], y["image1"])
+    assert b._cache and not a._cache

@@ -30,6 +30,7 @@ import dataclasses
 import glob
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -81,7 +82,10 @@ class DataConfig:
                             "image folders, glob patterns, image or video files",
                             check=_sources)
     recursive: bool = setting(False, "also take the images of sub-folders")
-    video_step: int = setting(5, "every n-th frame of a video", range=(1, 1000000))
+    video_step: int = setting(5, "every n-th frame of a video or of a bag's image topic",
+                              range=(1, 1000000))
+    bag_topic: str = setting("", "image topic of bag sources (sensor_msgs/Image or "
+                             "CompressedImage; '' = the bag's only image topic)")
     crop: list = setting([240, 320], "[H, W] of the pairs (multiples of 8)", check=_crop)
     resize_max: int = setting(640, "shrink each image so that its longer side is at most this "
                               "(0 = never)", range=(0, 100000))
@@ -106,22 +110,28 @@ def _is_glob(pattern: str) -> bool:
 
 
 def collect_sources(sources: Union[PathLike, Iterable[PathLike]], recursive: bool = False,
-                    video_step: int = 5) -> list[tuple[str, int]]:
-    """Expand folders, glob patterns, image files and video files into training frames.
+                    video_step: int = 5, bag_topic: str = "") -> list[tuple[str, int]]:
+    """Expand folders, glob patterns, image files, video files and bags into training frames.
 
     Args:
         sources: one entry or a list; each is a folder (its images; sub-folders too when
             ``recursive``), a glob pattern (``frames/**/*.png``; ``**`` recurses), an image
-            file or a video file (see :data:`dkp_slam.datasets.VIDEO_EXTENSIONS`).
+            file, a video file (see :data:`dkp_slam.datasets.VIDEO_EXTENSIONS`) or a recorded
+            bag (a rosbag2 folder with ``metadata.yaml``, a ``.mcap`` / ``.db3`` file, or a
+            ROS 1 ``.bag``; read with ``rosbags``, no ROS install needed).
         recursive: whether folders are searched recursively.
-        video_step: use every ``video_step``-th frame of a video file.
+        video_step: use every ``video_step``-th frame of a video file or of a bag's topic.
+        bag_topic: the image topic of bags (``sensor_msgs/Image``, raw, or
+            ``CompressedImage`` JPEG/PNG); empty: the bag's only image topic.
 
     Returns:
-        ``(path, frame)`` entries, ``frame = -1`` for image files, in a stable order (sources in
-        the order given, files naturally sorted within each), duplicates removed.
+        ``(path, frame)`` entries, ``frame = -1`` for image files, the frame number of a video
+        and, for a bag, ``("<bag>::<topic>", receive time in ns)``; in a stable order (sources
+        in the order given, files naturally sorted within each), duplicates removed.
 
     Raises:
-        DataError: a source does not exist, or a folder/pattern matches no image.
+        DataError: a source does not exist, a folder/pattern matches no image, or a bag cannot
+            be read or has no (or several) image topics.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -129,6 +139,9 @@ def collect_sources(sources: Union[PathLike, Iterable[PathLike]], recursive: boo
     for src in sources:
         src = str(src)
         path = Path(src).expanduser()
+        if not _is_glob(src) and _is_bag(path):
+            entries.extend(_bag_entries(path, bag_topic, max(video_step, 1)))
+            continue
         if _is_glob(src):
             files = [Path(p) for p in glob.glob(str(path), recursive=True)]
             files = [p for p in files
@@ -173,12 +186,84 @@ def _video_frames(path: Path) -> int:
     return n
 
 
-def read_gray_frame(path: str, frame: int = -1) -> np.ndarray:
-    """Grey uint8 image from an image file (``frame = -1``) or one frame of a video file.
+#: Separates a bag's path from its image topic in a training entry.
+BAG_SEPARATOR = "::"
+_BAG_SUFFIXES = (".db3", ".mcap", ".bag")
+_open_bags: dict[tuple[int, str], Any] = {}
 
-    16-bit images are scaled to 8 bits by their maximum; colour is converted with OpenCV's
-    BGR weights. Raises ``IOError`` naming the file when it cannot be read.
+
+def _is_bag(path: Path) -> bool:
+    if path.is_dir():
+        return (path / "metadata.yaml").is_file()
+    return path.is_file() and path.suffix.lower() in _BAG_SUFFIXES
+
+
+def _bag_entries(path: Path, topic: str, step: int) -> list[tuple[str, int]]:
+    """Every ``step``-th message of the bag's image topic as ``("<bag>::<topic>", time_ns)``."""
+    try:
+        from ..bags.eval import detect_image_topic
+        from ..bags.reader import IMAGE_TYPES, BagError, BagReader
+    except ImportError as err:
+        raise DataError(f"reading the bag {path} needs rosbags (pip install rosbags): "
+                        f"{err}") from None
+    try:
+        with BagReader(path) as reader:
+            topic = topic or detect_image_topic(reader) or ""
+            if not topic:
+                raise DataError(f"bag {path} has no image topic (sensor_msgs/Image or "
+                                f"CompressedImage)")
+            reader.require(topic, IMAGE_TYPES)
+            stamps = [raw.time_ns for raw in reader.messages([topic])]
+            if reader.read_errors:
+                log.warning("bag %s ends early (%s); using the %d messages before",
+                            path, reader.read_errors[0], len(stamps))
+    except (BagError, FileNotFoundError) as err:
+        raise DataError(f"{err} (data.bag_topic chooses the topic)" if "topic" in str(err)
+                        else str(err)) from None
+    if not stamps:
+        raise DataError(f"bag {path}: topic {topic} has no messages")
+    key = f"{path}{BAG_SEPARATOR}{topic}"
+    return [(key, t) for t in stamps[::step]]
+
+
+def _read_bag_frame(entry: str, time_ns: int) -> np.ndarray:
+    """Grey uint8 image of the message at ``time_ns`` of ``"<bag>::<topic>"`` (one reader per
+    bag and process; DataLoader workers open their own)."""
+    from ..bags.reader import BagReader, MessageError
+    from ..bags.reader import COMPRESSED_IMAGE_TYPE
+    from ..image import ImageError, to_gray_uint8
+    from ..messages.decode import compressed_to_array, image_to_array
+
+    bag, topic = entry.rsplit(BAG_SEPARATOR, 1)
+    key = (os.getpid(), bag)
+    reader = _open_bags.get(key)
+    if reader is None:
+        try:
+            reader = _open_bags[key] = BagReader(bag)
+        except (OSError, ValueError) as err:
+            raise IOError(f"cannot open bag {bag}: {err}") from None
+    for raw in reader.messages([topic], start_ns=time_ns):
+        try:
+            msg = reader.deserialize(raw)
+            decode = compressed_to_array if raw.msgtype == COMPRESSED_IMAGE_TYPE \
+                else image_to_array
+            return to_gray_uint8(*decode(msg))
+        except (MessageError, ImageError) as err:
+            raise IOError(f"bag {bag}, {topic} at {time_ns} ns: {err}") from None
+    raise IOError(f"bag {bag}: no {topic} message at {time_ns} ns"
+                  + (f" ({reader.read_errors[-1]})" if reader.read_errors else ""))
+
+
+def read_gray_frame(path: str, frame: int = -1) -> np.ndarray:
+    """Grey uint8 image from an image file (``frame = -1``), one frame of a video file, or one
+    message of a bag's image topic (``path = "<bag>::<topic>"``, ``frame`` its time in ns).
+
+    16-bit images are scaled to 8 bits by their maximum (bag images: as the front-end converts
+    them, :func:`dkp_slam.image.to_gray_uint8`); colour is converted with OpenCV's BGR
+    weights. Raises ``IOError`` naming the file when it cannot be read.
     """
+    if BAG_SEPARATOR in path and frame >= 0:
+        return _read_bag_frame(path, frame)
     if frame < 0:
         img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
         if img is None:
@@ -243,7 +328,7 @@ class HomographyPairs(Dataset):
         photometric_strength0: the same for ``image0`` (default 0: the clean crop).
         min_std: crops whose grey-level standard deviation is below this are redrawn (up to
             ``crop_tries`` times; the most textured draw is kept).
-        recursive, video_step: see :func:`collect_sources`.
+        recursive, video_step, bag_topic: see :func:`collect_sources`.
         cache_mb: decoded grey image files are kept in memory (per process: each DataLoader
             worker has its own) up to this many MiB, so that an image used again in a later
             epoch is not decoded again; it changes no pixel of any item.
@@ -259,8 +344,10 @@ class HomographyPairs(Dataset):
                  resize_max: int = 640, scale_jitter: Sequence[float] = (1.0, 1.0),
                  homography: Optional[dict] = None, photometric_strength: float = 1.0,
                  photometric_strength0: float = 0.0, min_std: float = 8.0, crop_tries: int = 4,
-                 recursive: bool = False, video_step: int = 5, cache_mb: int = 0):
-        self.entries = collect_sources(sources, recursive=recursive, video_step=video_step)
+                 recursive: bool = False, video_step: int = 5, cache_mb: int = 0,
+                 bag_topic: str = ""):
+        self.entries = collect_sources(sources, recursive=recursive, video_step=video_step,
+                                       bag_topic=bag_topic)
         if len(crop) != 2 or min(int(c) for c in crop) < 16:
             raise DataError(f"crop must be (H, W) of at least 16 pixels, got {crop}")
         self.crop = (int(crop[0]), int(crop[1]))

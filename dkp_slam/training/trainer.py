@@ -557,7 +557,8 @@ def _dataset(d: dict, seed: int) -> HomographyPairs:
                            photometric_strength=d["photometric_strength"],
                            photometric_strength0=d["photometric_strength0"],
                            min_std=d["min_std"], recursive=d["recursive"],
-                           video_step=d["video_step"], cache_mb=d.get("cache_mb", 0))
+                           video_step=d["video_step"], cache_mb=d.get("cache_mb", 0),
+                           bag_topic=d.get("bag_topic", ""))
 
 
 class _TrainingRun:
