@@ -334,6 +334,12 @@ def _bench_homography(args, methods: list[str], base: FrontEndConfig, out: Path
                                       base.detector, scenes=scenes, photo_range=photo_range)
     columns = [k for k in METRIC_KEYS if k in next(iter(results.values()))]
     name = f"homography_{label}_k{args.max_keypoints}"
+    per_scene = {f"{m} / {scene}": r for m, res in results.items()
+                 for scene, r in res.get("per_scene", {}).items()}
+    if per_scene:
+        keys = ["repeatability", "mma@1", "mma@3", "hom_acc@1", "hom_acc@3", "hom_acc@5", "pairs"]
+        (out / f"{name}_per_scene.md").write_text(
+            "Per scene (method / scene):\n\n" + report.markdown_table(per_scene, keys) + "\n")
     report.plot_curves(out / f"{name}_mma.png",
                        {m: (list(range(1, 11)), [r[f"mma@{t}"] for t in range(1, 11)])
                         for m, r in results.items()},

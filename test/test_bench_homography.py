@@ -342,8 +342,12 @@ def test_orb_on_oxford() -> None:
     pairs = load_hpatches(root, scenes=["graf", "boat"])
     det = create_detector(DetectorConfig(name="orb", max_keypoints=1000))
     res = evaluate_detector(det, pairs)
-    assert set(res) == set(SUMMARY_KEYS) | {"ms_per_image"}
+    assert set(res) == set(SUMMARY_KEYS) | {"ms_per_image", "per_scene"}
     assert res["pairs"] == 10 and 900 <= res["keypoints_mean"] <= 1000
+    per_scene = res["per_scene"]
+    assert set(per_scene) == {"graf", "boat"} and per_scene["graf"]["pairs"] == 5
+    for key in ("mma@3", "repeatability"):  # the pairs are split evenly: the mean of the means
+        assert res[key] == pytest.approx((per_scene["graf"][key] + per_scene["boat"][key]) / 2)
     assert 0.3 < res["repeatability"] < 0.9
     assert 0.0 < res["mle"] < 3.0
     assert 0.0 < res["mma@3"] <= 1.0

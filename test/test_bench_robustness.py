@@ -88,6 +88,8 @@ def test_bench_robustness_and_splits_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "v.json").read_text())["orb"]["pairs"] == 10
     assert (tmp_path / "homography_oxford-graf-trees_r640_k1000.md").is_file()
+    per_scene = (tmp_path / "homography_oxford-graf-trees_r640_k1000_per_scene.md").read_text()
+    assert "| orb / graf |" in per_scene and "| orb / trees |" in per_scene
     proc = bench("homography", oxford, "--scenes", "nope", "--methods", "orb",
                  "--output", tmp_path)
     assert proc.returncode == 2 and "scene not found" in proc.stderr

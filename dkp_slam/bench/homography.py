@@ -295,7 +295,7 @@ def aggregate(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 def evaluate_detector(detector: DetectorFn, pairs: Sequence[HomographyPair],
                       matcher: Optional[Matcher] = None, progress: bool = False,
                       eps: float = 3.0, warmup: int = 1,
-                      feature_cache: Optional[dict] = None) -> dict[str, float]:
+                      feature_cache: Optional[dict] = None) -> dict[str, Any]:
     """Run ``detector`` on every pair and :func:`aggregate` the :func:`evaluate_pair` results.
 
     Args:
@@ -314,7 +314,8 @@ def evaluate_detector(detector: DetectorFn, pairs: Sequence[HomographyPair],
 
     Returns:
         :func:`aggregate` of the pairs plus ``ms_per_image``: mean wall-clock detection time
-        per detector call in milliseconds (``time.perf_counter``).
+        per detector call in milliseconds (``time.perf_counter``), and, when the pairs come
+        from several scenes, ``per_scene``: ``{scene: aggregate of its pairs}``.
     """
     matcher = matcher or Matcher()
     if pairs and warmup > 0:
@@ -347,8 +348,12 @@ def evaluate_detector(detector: DetectorFn, pairs: Sequence[HomographyPair],
             print(f"[{k + 1}/{len(pairs)}] {pair.name}: rep {res['repeatability']:.3f} "
                   f"mma@3 {res['mma@3']:.3f} hom_err {res['hom_error']:.2f} "
                   f"matches {res['num_matches']}", file=sys.stderr, flush=True)
-    out = aggregate(results)
+    out: dict[str, Any] = aggregate(results)
     out["ms_per_image"] = 1000.0 * float(np.mean(times)) if times else math.nan
+    scenes = sorted({r["scene"] for r in results})
+    if len(scenes) > 1:
+        out["per_scene"] = {s: aggregate([r for r in results if r["scene"] == s])
+                            for s in scenes}
     return out
 
 
