@@ -23,7 +23,7 @@ from std_msgs.msg import String
 
 from dkp_slam.config import FrontEndConfig
 from dkp_slam.datasets import load_kitti
-from dkp_slam.frontend import FrontEnd
+from dkp_slam.frontend import FrontEnd, TrackingStatus
 from dkp_slam.ros.conversions import array_to_image, matrix_from_pose, stamp_to_seconds
 
 NS = "/dkp_sub"
@@ -76,7 +76,10 @@ def test_console_script_with_params_file(tmp_path):
             T = matrix_from_pose(poses.stamped(stamp).pose.pose)
             if ref.status.tracked:
                 np.testing.assert_allclose(T[:3, :3], ref.R, atol=1e-3)
+            if ref.status is TrackingStatus.OK:
                 assert float(T[:3, 3] @ ref.t) > 0.999
+            elif ref.status.tracked:  # LOW_PARALLAX: no translation claimed (the car pulling
+                assert not T[:3, 3].any()  # away; Debian's OpenCV 4.6 withholds frame 2's)
         assert len(odometry) == 10
         T_odom = matrix_from_pose(odometry.last().pose.pose)
         np.testing.assert_allclose(T_odom[:3, :3], ref.T_world_cam[:3, :3], atol=1e-2)
