@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..bags.reader import BAG_SUFFIXES
 from ..settings import RUNTIME, increasing_pair, setting
 from ..warps import HomographyConfig, photometric_augment, sample_homography
 from ..datasets import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, natural_sort_key
@@ -188,14 +189,13 @@ def _video_frames(path: Path) -> int:
 
 #: Separates a bag's path from its image topic in a training entry.
 BAG_SEPARATOR = "::"
-_BAG_SUFFIXES = (".db3", ".mcap", ".bag")
 _open_bags: dict[tuple[int, str], Any] = {}
 
 
 def _is_bag(path: Path) -> bool:
     if path.is_dir():
         return (path / "metadata.yaml").is_file()
-    return path.is_file() and path.suffix.lower() in _BAG_SUFFIXES
+    return path.is_file() and path.suffix.lower() in BAG_SUFFIXES
 
 
 def _bag_entries(path: Path, topic: str, step: int) -> list[tuple[str, int]]:
@@ -229,8 +229,7 @@ def _bag_entries(path: Path, topic: str, step: int) -> list[tuple[str, int]]:
 def _read_bag_frame(entry: str, time_ns: int) -> np.ndarray:
     """Grey uint8 image of the message at ``time_ns`` of ``"<bag>::<topic>"`` (one reader per
     bag and process; DataLoader workers open their own)."""
-    from ..bags.reader import BagReader, MessageError
-    from ..bags.reader import COMPRESSED_IMAGE_TYPE
+    from ..bags.reader import COMPRESSED_IMAGE_TYPE, BagReader, MessageError
     from ..image import ImageError, to_gray_uint8
     from ..messages.decode import compressed_to_array, image_to_array
 
