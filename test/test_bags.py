@@ -318,19 +318,21 @@ def test_ground_truth_from_tf_with_frame_choice(tmp_path, kitti):
 
 
 # ---------------------------------------------------------------------- node recordings
-def _node_recording(path, kitti, with_status: bool = True) -> None:
+def _node_recording(path, kitti, with_status: bool = True) -> list[str]:
     """What bag-record writes from the node, produced in-process: ~/status, ~/relative_pose,
-    ~/odometry (and the replayed ground truth)."""
+    ~/odometry (and the replayed ground truth). Returns the recorded frames' statuses."""
     from dkp_slam.odometry import OdometryChain
 
     frontend = FrontEnd(FrontEndConfig(), kitti.camera)
     chain = OdometryChain()
+    statuses = []
     ns = _ns(kitti.stamps)
     with BagWriter(path) as b:
         for i in range(N):
             if i == 7:
                 continue  # a frame the node dropped
             r = frontend.process(kitti.load_image(i), ns[i] * 1e-9)
+            statuses.append(r.status.value)
             t = int(ns[i]) + 30_000_000  # received 30 ms later
             T, cov = chain.update(r)
             pose = b.new("geometry_msgs/msg/PoseWithCovariance", pose=b.pose(r.T_ref_cur),
@@ -353,18 +355,24 @@ def _node_recording(path, kitti, with_status: bool = True) -> None:
                     "received": i + 1, "processed": i, "dropped": int(i >= 7)})))
             b.write("/ground_truth/pose", int(ns[i]),
                     b.pose_stamped(kitti.gt_poses[i], int(ns[i]), "world"))
+    return statuses
 
 
 def test_score_node_recording_matches_offline(tmp_path, kitti):
     path = tmp_path / "rec"
-    _node_recording(path, kitti)
+    statuses = _node_recording(path, kitti)
     gt_file = str(shared_data(*KITTI) / "poses.txt")  # the exact ground truth of `run`
     s = evaluate_bag(path, FrontEndConfig(), tmp_path / "score", BagEvalOptions(gt=gt_file),
                      progress=False)
     assert s["input"]["mode"] == "node output" and s["frames"] == N - 1
     assert s["input"]["frames_without_output"] == 1
     assert s["input"]["node_counters"]["dropped"] == 1
-    assert s["has_ground_truth"] and s["status_counts"]["OK"] == N - 2
+    # every recorded frame after the first is tracked: OK, or LOW_PARALLAX where the car pulling
+    # away gives no direction to claim (one frame with Debian's OpenCV 4.6, none with 5.x)
+    assert s["has_ground_truth"] and statuses.count("INITIALISING") == 1
+    assert {k: n for k, n in s["status_counts"].items() if n} == \
+        {k: statuses.count(k) for k in set(statuses)}
+    assert statuses.count("OK") + statuses.count("LOW_PARALLAX") == N - 2
     # the same frames evaluated offline from a folder-like sequence
     from dkp_slam.runner import run_sequence
 
