@@ -324,7 +324,6 @@ def _bench_homography(args, methods: list[str], base: FrontEndConfig, out: Path
     """Homography pairs (HPatches layout or synthetic); also the MMA curve plot."""
     from .bench import report
     from .bench.homography import METRIC_KEYS, bench_homography
-
     from .bench.pairs import parse_photo_range
 
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()] or None
@@ -358,11 +357,9 @@ def _float_list(text: str, what: str) -> list[float]:
 def _bench_robustness(args, methods: list[str], base: FrontEndConfig, out: Path) -> int:
     """Accuracy against rotation and zoom: curves (PNG), one table per sweep (Markdown) and
     ``{method: {"rotation": {angle: metrics}, "scale": {s: metrics}}}`` (JSON)."""
-    import json
-
+    from .bench import report
     from .bench.pairs import parse_photo_range
     from .bench.robustness import bench_robustness, plot_robustness, robustness_tables
-    from .jsonable import jsonable
 
     rotations = _float_list(args.rotations, "--rotations")
     scales = _float_list(args.scales, "--scales")
@@ -376,13 +373,8 @@ def _bench_robustness(args, methods: list[str], base: FrontEndConfig, out: Path)
                                       progress=not args.no_progress)
     name = f"robustness_{label}_k{args.max_keypoints}"
     tables = "\n\n".join(robustness_tables(results, m) for m in ("mma@3", "hom_acc@3"))
-    header = f"`dkp-slam {' '.join(sys.argv[1:]) or 'bench robustness'}`"
-    (out / f"{name}.md").write_text(header + "\n\n" + tables + "\n")
-    text = json.dumps(jsonable(results), indent=2)
-    (out / f"{name}.json").write_text(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text)
+    report.write_results(out, name, results, tables, args.json,
+                         header=f"`dkp-slam {' '.join(sys.argv[1:]) or 'bench robustness'}`")
     plot_robustness(out / f"{name}.png", results, f"{label}, {args.max_keypoints} keypoints")
     print(tables)
     print(f"\nwritten: {out / (name + '.md')}, {out / (name + '.json')}, {out / (name + '.png')}")
