@@ -85,10 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only these photographs of the folder's sorted list, e.g. 50:100")
     p.add_argument("--num-photos", type=int, default=20,
                    help="photographs per sweep value (the first of the list or range)")
-    p.add_argument("--rotations", default=",".join(f"{a:g}" for a in range(0, 181, 15)),
-                   help="in-plane rotations in degrees (comma-separated; '' = no sweep)")
-    p.add_argument("--scales", default="0.25,0.354,0.5,0.707,1,1.414,2,2.828,4",
-                   help="zoom factors (comma-separated; '' = no sweep)")
+    p.add_argument("--rotations", help="in-plane rotations in degrees (comma-separated; "
+                   "default 0 to 180 in 15-deg steps; '' = no sweep)")
+    p.add_argument("--scales", help="zoom factors (comma-separated; default 0.25 to 4 in "
+                   "sqrt(2) steps; '' = no sweep)")
     p = bsub.add_parser("odometry", parents=[common],
                         help="relative pose and trajectory errors on a sequence")
     p.add_argument("path", help="sequence (KITTI, TUM, EuRoC, image folder, video)")
@@ -359,10 +359,12 @@ def _bench_robustness(args, methods: list[str], base: FrontEndConfig, out: Path)
     ``{method: {"rotation": {angle: metrics}, "scale": {s: metrics}}}`` (JSON)."""
     from .bench import report
     from .bench.pairs import parse_photo_range
-    from .bench.robustness import bench_robustness, plot_robustness, robustness_tables
+    from .bench.robustness import (DEFAULT_ROTATIONS, DEFAULT_SCALES, bench_robustness,
+                                   plot_robustness, robustness_tables)
 
-    rotations = _float_list(args.rotations, "--rotations")
-    scales = _float_list(args.scales, "--scales")
+    rotations = (DEFAULT_ROTATIONS if args.rotations is None
+                 else _float_list(args.rotations, "--rotations"))
+    scales = DEFAULT_SCALES if args.scales is None else _float_list(args.scales, "--scales")
     if not rotations and not scales:
         raise ValueError("nothing to sweep: give --rotations and/or --scales")
     if any(s <= 0 for s in scales):

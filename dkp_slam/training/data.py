@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..bags.reader import BAG_SUFFIXES
+from ..bags.reader import (BAG_SUFFIXES, COMPRESSED_IMAGE_TYPE, IMAGE_TYPES, BagError, BagReader,
+                           MessageError)
 from ..settings import RUNTIME, increasing_pair, setting
 from ..warps import HomographyConfig, photometric_augment, sample_homography
 from ..datasets import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, natural_sort_key
@@ -200,26 +201,29 @@ def _is_bag(path: Path) -> bool:
 
 def _bag_entries(path: Path, topic: str, step: int) -> list[tuple[str, int]]:
     """Every ``step``-th message of the bag's image topic as ``("<bag>::<topic>", time_ns)``."""
+    from ..bags.eval import detect_image_topic
+
     try:
-        from ..bags.eval import detect_image_topic
-        from ..bags.reader import IMAGE_TYPES, BagError, BagReader
+        reader = BagReader(path)
     except ImportError as err:
         raise DataError(f"reading the bag {path} needs rosbags (pip install rosbags): "
                         f"{err}") from None
-    try:
-        with BagReader(path) as reader:
-            topic = topic or detect_image_topic(reader) or ""
-            if not topic:
-                raise DataError(f"bag {path} has no image topic (sensor_msgs/Image or "
-                                f"CompressedImage)")
-            reader.require(topic, IMAGE_TYPES)
-            stamps = [raw.time_ns for raw in reader.messages([topic])]
-            if reader.read_errors:
-                log.warning("bag %s ends early (%s); using the %d messages before",
-                            path, reader.read_errors[0], len(stamps))
     except (BagError, FileNotFoundError) as err:
-        raise DataError(f"{err} (data.bag_topic chooses the topic)" if "topic" in str(err)
-                        else str(err)) from None
+        raise DataError(str(err)) from None
+    with reader:
+        try:
+            topic = topic or detect_image_topic(reader) or ""
+            if topic:
+                reader.require(topic, IMAGE_TYPES)
+        except BagError as err:
+            raise DataError(f"{err} (for training: data.bag_topic names the topic)") from None
+        if not topic:
+            raise DataError(f"bag {path} has no image topic (sensor_msgs/Image or "
+                            f"CompressedImage)")
+        stamps = [raw.time_ns for raw in reader.messages([topic])]
+        if reader.read_errors:
+            log.warning("bag %s ends early (%s); using the %d messages before",
+                        path, reader.read_errors[0], len(stamps))
     if not stamps:
         raise DataError(f"bag {path}: topic {topic} has no messages")
     key = f"{path}{BAG_SEPARATOR}{topic}"
@@ -229,7 +233,6 @@ def _bag_entries(path: Path, topic: str, step: int) -> list[tuple[str, int]]:
 def _read_bag_frame(entry: str, time_ns: int) -> np.ndarray:
     """Grey uint8 image of the message at ``time_ns`` of ``"<bag>::<topic>"`` (one reader per
     bag and process; DataLoader workers open their own)."""
-    from ..bags.reader import COMPRESSED_IMAGE_TYPE, BagReader, MessageError
     from ..image import ImageError, to_gray_uint8
     from ..messages.decode import compressed_to_array, image_to_array
 
