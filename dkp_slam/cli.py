@@ -14,7 +14,8 @@ from typing import Optional, Sequence as Seq
 from . import __version__
 from .allocator import keep_freed_memory
 from .bags import cli as bags_cli
-from .config import ConfigError, FrontEndConfig, load_config, parse_set_options
+from .config import (ConfigError, FrontEndConfig, load_config, method_config, method_overrides,
+                     parse_set_options)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -58,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = bench.add_subparsers(dest="bench_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--methods", default="orb,sift",
-                        help="comma-separated detector ids (see `dkp-slam info`)")
+                        help="comma-separated detector ids (see `dkp-slam info`), each "
+                        "optionally with options of its own section, e.g. "
+                        "dkp,dkp:weights=dkp_v3_rot.pt,dkp:n_levels=1")
     common.add_argument("--max-keypoints", type=int, default=1000, help="keypoint budget")
     common.add_argument("--output", default="outputs/bench", help="output folder")
     common.add_argument("--json", help="also write {method: {metric: value}} here")
@@ -105,9 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu",
                    help="torch device of the front-end (matching and learned detectors)")
     p.add_argument("--backends",
-                   help="DKPNet inference backends to compare instead of --methods, e.g. "
-                        "torch,onnxruntime,tensorrt or torch:fp16 (backend[:precision]); "
-                        "--json then writes {backend: {detector_ms, frontend_fps, ...}}")
+                   help="DKPNet inference backends to compare, e.g. "
+                        "torch,onnxruntime,tensorrt or torch:fp16 (backend[:precision]), for "
+                        "each dkp method of --methods (e.g. dkp,dkp:weights=dkp_v3_rot.pt; "
+                        "others are left out; none: dkp); --json then writes "
+                        "{backend: {detector_ms, frontend_fps, ...}}")
 
     p = sub.add_parser("export", help="export DKPNet to ONNX for onnxruntime / TensorRT "
                                       "(see docs/DEPLOY.md)")
@@ -292,6 +297,8 @@ def _bench(args) -> int:
 
     methods = _bench_methods(args.methods)
     base = load_config(args.config, args.set)
+    for method in methods:  # each method's own options are checked before anything runs
+        method_config(base, method)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if args.bench_command == "robustness":
@@ -308,11 +315,12 @@ def _bench(args) -> int:
 
 
 def _bench_methods(text: str) -> list[str]:
-    """The ``--methods`` list, each a registered detector."""
+    """The ``--methods`` list, each a registered detector, optionally with options of its own
+    section (``dkp:weights=dkp_v3_rot.pt``; :func:`dkp_slam.config.method_overrides`)."""
     from .registry import DETECTORS
 
     methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in DETECTORS]
+    unknown = [m for m in methods if method_overrides(m)["detector.name"] not in DETECTORS]
     if unknown or not methods:
         raise ConfigError(f"unknown method(s) {unknown or methods}; available: "
                           f"{', '.join(sorted(DETECTORS))}")
@@ -422,8 +430,9 @@ def _bench_speed(args, methods: list[str], base: FrontEndConfig, out: Path
                           "ms_per_frame", "total_ms_p90", "fps", "peak_rss_mb"],
                 f"speed_{args.device}_k{args.max_keypoints}")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    dkp_methods = [m for m in methods if method_overrides(m)["detector.name"] == "dkp"] or ["dkp"]
     results, skipped = bench_backends(backends, sizes, args.frames, args.max_keypoints,
-                                      args.device, args.path, overrides)
+                                      args.device, args.path, overrides, dkp_methods)
     for b, why in skipped.items():
         print(f"{b}: not measured: {why}")
     if not results:

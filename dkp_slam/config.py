@@ -10,6 +10,7 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -239,6 +240,45 @@ def parse_set_options(items: Sequence[str]) -> dict[str, Any]:
         key, value = item.split("=", 1)
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def method_overrides(method: str) -> dict[str, Any]:
+    """The dotted config values a benchmark method names.
+
+    A method is a registered detector, ``NAME``, optionally with options of that detector's own
+    section, ``NAME:OPTION=VALUE[:OPTION=VALUE...]`` (values YAML-typed as in ``--set``): e.g.
+    ``dkp:weights=dkp_v3_rot.pt`` or ``dkp:n_levels=1``, so one benchmark run can compare
+    weights or settings of one detector. ``"dkp:n_levels=1"`` ->
+    ``{"detector.name": "dkp", "detector.dkp.n_levels": 1}``.
+
+    Raises:
+        ConfigError: an empty name or an option without ``=``.
+    """
+    name, *options = method.split(":")
+    if not name.strip():
+        raise ConfigError(f"method {method!r}: no detector name")
+    section = detector_section(name.strip())
+    out: dict[str, Any] = {"detector.name": name.strip()}
+    for key, value in parse_set_options(options).items():
+        out[f"detector.{section}.{key}"] = value
+    return out
+
+
+def method_config(base: FrontEndConfig, method: str, **detector: Any) -> FrontEndConfig:
+    """``base`` with the detector a benchmark method names (:func:`method_overrides`) and the
+    further detector values ``detector`` (``max_keypoints=500``); validated, ``base`` unchanged.
+
+    Raises:
+        ConfigError: an unknown detector, option or value.
+    """
+    return FrontEndConfig.from_dict({**base.flat(), **method_overrides(method),
+                                     **{f"detector.{k}": v for k, v in detector.items()}})
+
+
+def method_file_tag(method: str) -> str:
+    """``method`` as a file-name part: characters other than letters, digits, ``.``, ``_``
+    and ``-`` become ``_`` (``dkp:weights=a/b.pt`` -> ``dkp_weights_a_b.pt``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", method)
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> FrontEndConfig:

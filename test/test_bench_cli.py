@@ -15,11 +15,13 @@ def bench(*args) -> subprocess.CompletedProcess:
 
 def test_bench_odometry_kitti_subset(tmp_path):
     kitti = shared_data("sequences", "kitti07_0000-0159")
-    proc = bench("odometry", kitti, "--methods", "orb,sift", "--max-frames", 15,
+    proc = bench("odometry", kitti, "--methods", "orb,sift,orb:n_levels=4", "--max-frames", 15,
                  "--output", tmp_path, "--json", tmp_path / "o.json", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "o.json").read_text())
-    assert set(res) == {"orb", "sift"}
+    assert set(res) == {"orb", "sift", "orb:n_levels=4"}
+    # a method with options gets its own run folder, named from the method
+    assert (tmp_path / "kitti07_0000-0159_n15_orb_n_levels_4_k1000" / "summary.json").is_file()
     for m in res.values():
         assert m["tracked_fraction"] == 1.0
         assert 0 < m["rot_err_median_deg"] < 0.5
@@ -52,6 +54,11 @@ def test_bench_rejects_unknown_method(tmp_path):
                  "--output", tmp_path)
     assert proc.returncode == 2
     assert "nope" in proc.stderr and "available: " in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # a method's own options are checked before anything runs
+    proc = bench("speed", "--methods", "orb,dkp:n_levels=0", "--sizes", "320x240",
+                 "--frames", 2, "--output", tmp_path)
+    assert proc.returncode == 2 and "detector.dkp.n_levels" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from dkp_slam.config import ConfigError, FrontEndConfig
+from dkp_slam.config import (ConfigError, FrontEndConfig, method_config, method_file_tag,
+                             method_overrides)
 from dkp_slam.registry import DETECTORS
 from dkp_slam.settings import specs
 
@@ -200,3 +201,27 @@ def test_validate_catches_direct_mutation() -> None:
     conf.detector.max_keypoints = 0
     with pytest.raises(ConfigError, match="detector.max_keypoints"):
         conf.validate()
+
+
+def test_benchmark_methods_carry_their_own_detector_options() -> None:
+    assert method_overrides("orb") == {"detector.name": "orb"}
+    assert method_overrides("dkp:weights=dkp_v3_rot.pt:n_levels=1") == {
+        "detector.name": "dkp", "detector.dkp.weights": "dkp_v3_rot.pt",
+        "detector.dkp.n_levels": 1}
+    assert method_overrides("orb:n_levels=4") == {"detector.name": "orb",
+                                                  "detector.orb.n_levels": 4}
+    base = FrontEndConfig.from_dict({"detector.dkp.threads": 1, "matcher.ratio": 0.9})
+    conf = method_config(base, "dkp:n_levels=1", max_keypoints=500)
+    assert conf.detector.name == "dkp" and conf.detector.max_keypoints == 500
+    assert conf.detector.dkp.n_levels == 1 and conf.detector.dkp.threads == 1
+    assert conf.matcher.ratio == 0.9
+    assert base.detector.dkp.n_levels == 2 and base.detector.max_keypoints == 1000  # unchanged
+    with pytest.raises(ConfigError, match="detector.dkp.nope"):
+        method_config(base, "dkp:nope=1")
+    with pytest.raises(ConfigError, match="n_levels"):
+        method_config(base, "dkp:n_levels=0")
+    with pytest.raises(ConfigError, match="key=value"):
+        method_overrides("dkp:n_levels")
+    with pytest.raises(ConfigError, match="no detector name"):
+        method_overrides(":n_levels=1")
+    assert method_file_tag("dkp:weights=runs/a b/model.pt") == "dkp_weights_runs_a_b_model.pt"

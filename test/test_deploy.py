@@ -259,3 +259,12 @@ def test_bench_speed_backends_json(tmp_path) -> None:
     for r in result.values():
         assert r["detector_ms"] > 0 and r["frontend_fps"] > 0
     assert "tensorrt: not measured" in proc.stdout
+    # several DKPNet methods (weights or settings) per backend in one run; others are left out
+    proc = _cli("bench", "speed", "--backends", "torch", "--methods", "orb,dkp,dkp:n_levels=1",
+                "--sizes", "320x240", "--frames", "2", "--output", str(tmp_path / "bench"),
+                "--json", str(js))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(js.read_text())
+    assert set(result) == {"dkp / torch", "dkp:n_levels=1 / torch"}
+    assert [r["method"] for r in result.values()] == ["dkp", "dkp:n_levels=1"]
+    assert all(r["frames"] == 2 and r["detector_ms"] > 0 for r in result.values())

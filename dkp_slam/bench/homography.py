@@ -394,23 +394,22 @@ def bench_homography(path: str, methods: Sequence[str], max_keypoints: int = 100
                      scenes: Optional[Sequence[str]] = None,
                      photo_range: Optional[tuple[int, int]] = None
                      ) -> tuple[dict[str, dict], str]:
-    """:func:`evaluate_detector` for each detector id on the pairs of :func:`load_pairs`
+    """:func:`evaluate_detector` for each method on the pairs of :func:`load_pairs`
     (``scenes`` / ``photo_range`` select a split, see there).
 
     ``base`` supplies the other detector options (e.g. ``dkp.weights``); its name and budget
-    are replaced by each method's id and ``max_keypoints``.
+    are replaced by each method's (a detector id, optionally with its own options:
+    :func:`dkp_slam.config.method_overrides`) and ``max_keypoints``.
 
     Returns ``({method: {metric: value}}, data label)``.
     """
-    from dataclasses import replace
-
-    from ..features import create_detector
+    from ..features import create_method_detector
 
     pairs, label = load_pairs(path, n_pairs, seed, resize_max, scenes, photo_range)
     results = {}
     base = base or DetectorConfig()
     for method in methods:
-        detector = create_detector(replace(base, name=method, max_keypoints=max_keypoints))
+        detector = create_method_detector(base, method, max_keypoints)
         results[method] = evaluate_detector(detector, pairs, progress=progress)
     return results, label
 

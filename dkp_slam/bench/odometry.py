@@ -7,7 +7,7 @@ from typing import Sequence as Seq
 
 import numpy as np
 
-from ..config import FrontEndConfig
+from ..config import FrontEndConfig, method_config, method_file_tag
 from ..runner import run_sequence
 from ..sequence import Sequence
 
@@ -32,9 +32,8 @@ def bench_odometry(sequence: Sequence, methods: Seq[str], base: FrontEndConfig,
     results: dict[str, dict] = {}
     trajectories = {}
     for method in methods:
-        conf = FrontEndConfig.from_dict({**base.flat(), "detector.name": method,
-                                         "detector.max_keypoints": max_keypoints})
-        run_dir = out / f"{tag}_{method}_k{max_keypoints}"
+        conf = method_config(base, method, max_keypoints=max_keypoints)
+        run_dir = out / f"{tag}_{method_file_tag(method)}_k{max_keypoints}"
         summary = run_sequence(sequence, conf, run_dir, n_annotated=2, progress=progress)
         results[method] = {k: summary[k] for k in ODOMETRY_METRICS}
         traj = run_dir / ("trajectory_gtscale_tum.txt" if summary["has_ground_truth"]

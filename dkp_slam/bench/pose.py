@@ -28,7 +28,7 @@ import math
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -202,13 +202,12 @@ def bench_pose(path: str | Path, methods: Sequence[str], base: FrontEndConfig,
                ) -> tuple[dict[str, dict], str]:
     """:func:`evaluate_pose_pairs` for each detector id on the pairs of ``path``; returns
     ``({method: metrics}, label)``, the label naming the data (its folder) and pair count."""
-    from ..features import create_detector
+    from ..features import create_method_detector
 
     pairs = load_pose_pairs(path)
     results = {}
     for method in methods:
-        detector = create_detector(replace(base.detector, name=method,
-                                           max_keypoints=max_keypoints))
+        detector = create_method_detector(base.detector, method, max_keypoints)
         results[method] = evaluate_pose_pairs(detector, pairs, base, progress)
     return results, f"{Path(path).resolve().parent.name}_n{len(pairs)}"
 

@@ -19,7 +19,6 @@ Results: ``{method: {"rotation": {a: metrics}, "scale": {s: metrics}}}`` with th
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -91,14 +90,14 @@ def bench_robustness(folder: str, methods: Sequence[str], max_keypoints: int = 1
         ``({method: {"rotation": {angle: metrics}, "scale": {s: metrics}}}, label)``, the
         label naming the data and the settings (used in output file names).
     """
-    from ..features import create_detector
+    from ..features import create_method_detector
 
     files = list_photos(folder, photo_range)[:max(1, int(n_photos))]
     images = [(p.stem, read_gray(p)) for p in files]
     base = base or DetectorConfig()
     results: dict[str, dict[str, dict[float, dict[str, float]]]] = {}
     for method in methods:
-        detector = create_detector(replace(base, name=method, max_keypoints=max_keypoints))
+        detector = create_method_detector(base, method, max_keypoints)
         cache: dict[int, Any] = {}
         per_kind: dict[str, dict[float, dict[str, float]]] = {}
         for kind, values in (("rotation", rotations), ("scale", scales)):

@@ -44,7 +44,7 @@ def measure(method: str, size: Optional[tuple[int, int]], frames: int, max_keypo
     total minus detection: matching, geometry, tracking and the bookkeeping between them
     (descriptor preparation, undistortion, result assembly).
     """
-    from ..config import FrontEndConfig
+    from ..config import FrontEndConfig, method_overrides
     from ..frontend import FrontEnd
 
     seq = _load_sequence(path)
@@ -56,7 +56,7 @@ def measure(method: str, size: Optional[tuple[int, int]], frames: int, max_keypo
         images = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images]
         if camera is not None:
             camera = camera.scaled(size[0] / w0, size[1] / h0)
-    conf = FrontEndConfig.from_dict({**(overrides or {}), "detector.name": method,
+    conf = FrontEndConfig.from_dict({**(overrides or {}), **method_overrides(method),
                                      "detector.max_keypoints": max_keypoints,
                                      "matcher.device": device})
     fe = FrontEnd(conf, camera)
@@ -119,32 +119,36 @@ def bench_speed(methods: Seq[str], sizes: Seq[Optional[tuple[int, int]]], frames
 
 def bench_backends(backends: Seq[str], sizes: Seq[Optional[tuple[int, int]]], frames: int = 50,
                    max_keypoints: int = 1000, device: str = "cpu", path: Optional[str] = None,
-                   overrides: Optional[dict] = None) -> tuple[dict[str, dict], dict[str, str]]:
+                   overrides: Optional[dict] = None, methods: Seq[str] = ("dkp",)
+                   ) -> tuple[dict[str, dict], dict[str, str]]:
     """The DKPNet front-end once per backend (``name`` or ``name:precision``, e.g.
-    ``torch:fp16``), each in its own process (:func:`bench_speed`).
+    ``torch:fp16``) and DKPNet method (``dkp``, ``dkp:weights=dkp_v3_rot.pt``: see
+    :func:`dkp_slam.config.method_overrides`), each in its own process (:func:`bench_speed`).
 
-    Returns ``({key: metrics}, {backend: reason})``: keys are the backend names (with
-    ``@WxH`` when several sizes are measured); a backend that fell back to another one (e.g.
-    tensorrt without TensorRT) is not reported under its name but listed with the reason.
-    ``detector_ms`` is the median detection time, ``frontend_fps`` 1000 / the median time of
-    the whole front-end per frame.
+    Returns ``({key: metrics}, {key: reason})``: keys are the backend names (``<method> /
+    <backend>`` when several methods are measured, with ``@WxH`` when several sizes are); a
+    backend that fell back to another one (e.g. tensorrt without TensorRT) is not reported
+    under its name but listed with the reason. ``detector_ms`` is the median detection time,
+    ``frontend_fps`` 1000 / the median time of the whole front-end per frame.
     """
     results, skipped = {}, {}
-    for spec in backends:
-        name, _, precision = spec.partition(":")
-        conf = {**(overrides or {}), "detector.dkp.backend": name,
-                "detector.dkp.precision": precision or "auto"}
-        try:
-            measured = bench_speed(["dkp"], sizes, frames, max_keypoints, device, path, conf)
-        except RuntimeError as exc:
-            skipped[spec] = str(exc).strip().splitlines()[-1]
-            continue
-        for key, r in measured.items():
-            if r["backend"] != name:
-                skipped[spec] = f"fell back to {r['backend_description']}"
-                break
-            label = spec if len(sizes) == 1 else f"{spec}@{key.split('@')[1]}"
-            results[label] = {**r, "backend": r["backend_description"]}
+    for method in methods:
+        for spec in backends:
+            name, _, precision = spec.partition(":")
+            conf = {**(overrides or {}), "detector.dkp.backend": name,
+                    "detector.dkp.precision": precision or "auto"}
+            key = spec if len(methods) == 1 else f"{method} / {spec}"
+            try:
+                measured = bench_speed([method], sizes, frames, max_keypoints, device, path, conf)
+            except RuntimeError as exc:
+                skipped[key] = str(exc).strip().splitlines()[-1]
+                continue
+            for size_key, r in measured.items():
+                if r["backend"] != name:
+                    skipped[key] = f"fell back to {r['backend_description']}"
+                    break
+                label = key if len(sizes) == 1 else f"{key}@{size_key.rsplit('@', 1)[1]}"
+                results[label] = {**r, "backend": r["backend_description"]}
     return results, skipped
 
 
