@@ -33,6 +33,7 @@ RELATIVE_POSE_TOPIC = "~/relative_pose"
 ODOMETRY_TOPIC = "~/odometry"
 STATUS_TOPIC = "~/status"
 DEBUG_IMAGE_TOPIC = "~/debug_image"
+VINS_FEATURES_TOPIC = "~/vins_features"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 RESET_SERVICE = "~/reset"
 
@@ -125,6 +126,17 @@ class NodeConfig:
     frames: FramesConfig = field(default_factory=FramesConfig)
     publish_tf: bool = setting(False, "broadcast odom -> camera on TF (needs tf2_ros)",
                                policy=RUNTIME)
+    vins_features: bool = setting(
+        False, "also publish ~/vins_features: the tracked features in VINS-Fusion / VINS-Mono's "
+        "feature message (sensor_msgs/PointCloud of normalised points, channels id, u, v, "
+        "velocity_x, velocity_y; dkp_slam.messages.vins), for a VINS estimator; needs "
+        "intrinsics", policy=READ_ONLY)
+    odometry_for_fusion: bool = setting(
+        False, "~/odometry for a fusion back-end (robot_localization): the position keeps its "
+        "value but its covariance says unknown (1e6: monocular odometry has no scale), the "
+        "twist carries the angular velocity between consecutive frames with its covariance "
+        "(dkp_slam.odometry.AngularVelocity) and an unknown linear velocity; false: the chained "
+        "pose covariance in units of one step and no twist", policy=RUNTIME)
     debug_image: DebugImageConfig = field(default_factory=DebugImageConfig)
     time: TimeConfig = field(default_factory=TimeConfig)
     warm_up_frames: int = setting(

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from typing import Any, Optional
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from .geometry import UNKNOWN_VARIANCE
 
@@ -75,4 +76,51 @@ class OdometryChain:
         return None
 
 
-__all__ = ["OdometryChain"]
+class AngularVelocity:
+    """The camera's angular velocity between consecutive frames, with its covariance: the
+    twist a fusion back-end (``robot_localization``) can use from monocular odometry, whose
+    rotation is measured but whose translation has no scale.
+
+    ``omega = rotvec(R_prev_cur) / dt`` in rad/s; the rotation axis is the same in both
+    cameras, so it is expressed in the current camera frame (the ``child_frame_id`` of the
+    odometry). ``R_prev_cur`` is the frame's own relative rotation when its reference is the
+    previous frame (covariance ``C_rot / dt^2``, ``C_rot`` the rotation block of its relative
+    pose covariance), or ``R_ref_prev^T R_ref_cur`` when both were measured against the same
+    keyframe (covariances added: their correlation through the keyframe is ignored). Anything
+    else (no pose, a restart, time not increasing) is reported as unknown: zero with
+    :data:`~dkp_slam.geometry.UNKNOWN_VARIANCE`.
+    """
+
+    def __init__(self) -> None:
+        # the previous frame: index, stamp, reference index, R_ref_cur and its covariance
+        self._last: Optional[tuple[int, float, int, Optional[np.ndarray], np.ndarray]] = None
+
+    def reset(self) -> None:
+        """The front-end restarted: frame indices start again."""
+        self._last = None
+
+    def update(self, result: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(omega (3,), covariance (3,3))`` for a FrameResult."""
+        cov_rot = np.asarray(result.covariance, dtype=np.float64)[3:, 3:]
+        measured = (result.status.tracked and result.R is not None
+                    and bool(np.all(np.isfinite(cov_rot)))
+                    and float(np.max(np.diag(cov_rot))) < UNKNOWN_VARIANCE)
+        R_ref_cur = np.asarray(result.R, dtype=np.float64) if measured else None
+        last = self._last
+        self._last = (result.index, float(result.stamp), result.reference_index, R_ref_cur,
+                      cov_rot)
+        unknown = np.zeros(3), np.eye(3) * UNKNOWN_VARIANCE
+        if not measured or last is None or not result.stamp > last[1]:
+            return unknown
+        dt = float(result.stamp) - last[1]
+        if result.reference_index == last[0]:
+            R_prev_cur, cov = R_ref_cur, cov_rot
+        elif result.reference_index == last[2] and last[3] is not None:
+            R_prev_cur, cov = last[3].T @ R_ref_cur, cov_rot + last[4]
+        else:
+            return unknown
+        omega = Rotation.from_matrix(R_prev_cur).as_rotvec() / dt
+        return omega, 0.5 * (cov + cov.T) / dt ** 2
+
+
+__all__ = ["AngularVelocity", "OdometryChain"]

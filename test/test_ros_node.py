@@ -495,6 +495,91 @@ def test_intrinsics_from_parameters(ros, kitti):
         ros.remove_node(node)
 
 
+def test_backend_interfaces_vins_features_and_fusion_odometry(ros, kitti):
+    """node.vins_features and node.odometry_for_fusion over DDS: each ~/vins_features
+    message, read as VINS' estimator reads it, holds the frame's tracked features (those of
+    ~/features with track_age >= 1) with velocities from the previous message; ~/odometry
+    carries the angular velocity of ~/relative_pose's rotation and flags position and linear
+    velocity unknown."""
+    from dkp_slam.messages.vins import VINS_CHANNELS, VINS_ID_MODULUS, decode_vins_features
+    from scipy.spatial.transform import Rotation
+    from sensor_msgs.msg import PointCloud
+
+    seq, images = kitti
+    cam = seq.camera
+    ns = f"{NS}/backends"
+    node = ros.add_node(FrontEndNode(context=ros.context, namespace=ns, parameter_overrides=[
+        Parameter("node.qos.reliability", value="reliable"),
+        Parameter("node.vins_features", value=True),
+        Parameter("node.odometry_for_fusion", value=True),
+        Parameter("node.camera.source", value="parameters"),
+        Parameter("node.camera.width", value=cam.width),
+        Parameter("node.camera.height", value=cam.height),
+        Parameter("node.camera.fx", value=cam.fx), Parameter("node.camera.fy", value=cam.fy),
+        Parameter("node.camera.cx", value=cam.cx), Parameter("node.camera.cy", value=cam.cy)]))
+    try:
+        out = {name: ros.subscribe(t, f"{ns}/frontend/{name}") for name, t in [
+            ("vins_features", PointCloud), ("features", PointCloud2),
+            ("relative_pose", PoseWithCovarianceStamped), ("odometry", Odometry),
+            ("status", String)]}
+        pub = ros.publisher(Image, f"{ns}/image")
+        assert wait_for(lambda: all(c.subscription.get_publisher_count() for c in out.values()))
+        previous = None  # (stamp, {feature id: (x, y)}) of the previous VINS message
+        for i in range(6):
+            stamp = stamp_to_seconds(header(float(seq.stamps[i])).stamp)
+            pub.publish(array_to_image(images[i], header(stamp), "mono8"))
+            assert wait_for(lambda: all(c.stamped(stamp) for n, c in out.items()
+                                        if n != "status"), 20), f"no outputs for frame {i}"
+            msg = out["vins_features"].stamped(stamp)
+            assert [c.name for c in msg.channels] == list(VINS_CHANNELS)
+            seen = decode_vins_features(msg.points, msg.channels)  # asserts z == 1
+            c = out["features"].stamped(stamp)
+            cloud = decode_features(c.data, c.fields, c.point_step, c.width, c.height,
+                                    c.is_bigendian)
+            tracked = cloud.track_ages >= 1
+            assert len(seen) == int(tracked.sum()) and (i == 0) == (len(seen) == 0)
+            assert [o.camera_id for o in seen] == [0] * len(seen)
+            np.testing.assert_array_equal([o.feature_id for o in seen],
+                                          cloud.track_ids[tracked] % VINS_ID_MODULUS)
+            np.testing.assert_array_equal(np.reshape([(o.x, o.y) for o in seen], (-1, 2)),
+                                          cloud.normalised[tracked])
+            np.testing.assert_array_equal(np.reshape([(o.p_u, o.p_v) for o in seen], (-1, 2)),
+                                          cloud.keypoints[tracked])
+            if previous is not None:
+                dt = stamp - previous[0]
+                before = [(o, previous[1].get(o.feature_id)) for o in seen]
+                assert sum(b is not None for _, b in before) > 0.9 * len(seen)
+                for o, b in before:
+                    want = (0.0, 0.0) if b is None else ((o.x - b[0]) / dt, (o.y - b[1]) / dt)
+                    np.testing.assert_allclose((o.velocity_x, o.velocity_y), want, rtol=1e-4,
+                                               atol=1e-6)
+            # every feature of the frame is known to the next one's velocities
+            previous = (stamp, {int(t % VINS_ID_MODULUS): tuple(xy) for t, xy in
+                                zip(cloud.track_ids, cloud.normalised)})
+            odom = out["odometry"].stamped(stamp)
+            pose_cov = np.reshape(odom.pose.covariance, (6, 6))
+            twist_cov = np.reshape(odom.twist.covariance, (6, 6))
+            assert np.all(np.diag(pose_cov)[:3] >= 1e6) and not pose_cov[:3, 3:].any()
+            assert np.all(np.diag(twist_cov)[:3] >= 1e6)  # linear velocity: unknown
+            rel = out["relative_pose"].stamped(stamp)
+            if i == 0:  # the first frame: nothing measured yet
+                assert np.all(np.diag(twist_cov)[3:] >= 1e6)
+                continue
+            assert json.loads(out["status"].last().data)["status"] in ("OK", "LOW_PARALLAX")
+            dt = stamp - stamp_to_seconds(header(float(seq.stamps[i - 1])).stamp)
+            R = matrix_from_pose(rel.pose.pose)[:3, :3]
+            omega = [odom.twist.twist.angular.x, odom.twist.twist.angular.y,
+                     odom.twist.twist.angular.z]
+            np.testing.assert_allclose(omega, Rotation.from_matrix(R).as_rotvec() / dt,
+                                       atol=1e-6)
+            rot_cov = np.reshape(rel.pose.covariance, (6, 6))[3:, 3:]
+            np.testing.assert_allclose(twist_cov[3:, 3:], rot_cov / dt ** 2, rtol=1e-6)
+            assert np.all(np.diag(twist_cov)[3:] < 1e-2)  # (rad/s)^2: a measured rotation
+            assert np.all(np.diag(pose_cov)[3:] < 1e-3)  # the chained orientation
+    finally:
+        ros.remove_node(node)
+
+
 def test_invalid_startup_parameters_raise_with_a_reason(ros):
     from dkp_slam.config import ConfigError
     from rclpy.exceptions import ParameterException

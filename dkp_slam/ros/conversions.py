@@ -13,16 +13,16 @@ from __future__ import annotations
 import array
 import json
 import math
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import (Point, Pose, PoseWithCovarianceStamped, Quaternion, Transform,
-                               TransformStamped, Vector3)
+from geometry_msgs.msg import (Point, Point32, Pose, PoseWithCovarianceStamped, Quaternion,
+                               Transform, TransformStamped, Vector3)
 from nav_msgs.msg import Odometry
 from scipy.spatial.transform import Rotation
-from sensor_msgs.msg import Image, PointCloud2, PointField
+from sensor_msgs.msg import ChannelFloat32, Image, PointCloud, PointCloud2, PointField
 from std_msgs.msg import Header, String
 
 from ..geometry import UNKNOWN_VARIANCE
@@ -31,6 +31,7 @@ from ..messages.decode import (COMPRESSED_FORMATS, IMAGE_ENCODINGS, camera_from_
                      compressed_image_size, compressed_to_array, image_to_array,
                      matrix_from_pose, stamp_to_seconds)
 from ..messages.pointcloud import encode_features
+from ..messages.vins import VINS_CHANNELS, VinsFeatures
 
 
 # ---------------------------------------------------------------------- outputs
@@ -88,13 +89,36 @@ def relative_pose_msg(result: Any, header: Header) -> PoseWithCovarianceStamped:
 
 
 def odometry_msg(T_odom_cam: np.ndarray, covariance: np.ndarray, header: Header,
-                 child_frame: str) -> Odometry:
-    """``~/odometry``: the chained pose; the twist is not estimated (zero, unknown
-    covariance)."""
+                 child_frame: str, angular_velocity: Optional[tuple[np.ndarray, np.ndarray]]
+                 = None) -> Odometry:
+    """``~/odometry``: the chained pose with ``covariance`` (ROS order). Without
+    ``angular_velocity`` the twist is not estimated (zero, unknown covariance). With it
+    (``(omega (3,), covariance (3,3))`` in the child frame, for a fusion back-end) the twist
+    carries it, the linear velocity stays unknown, and so does the position: its covariance's
+    translation rows and columns become unknown (monocular odometry has no scale)."""
     msg = Odometry(header=header, child_frame_id=child_frame)
     msg.pose.pose = pose_from_matrix(T_odom_cam)
+    twist_cov = np.eye(6) * UNKNOWN_VARIANCE
+    if angular_velocity is not None:
+        omega, omega_cov = angular_velocity
+        covariance = np.array(covariance, dtype=np.float64)
+        covariance[:3, :] = covariance[:, :3] = 0.0
+        covariance[:3, :3] = np.eye(3) * UNKNOWN_VARIANCE
+        msg.twist.twist.angular = Vector3(x=float(omega[0]), y=float(omega[1]),
+                                          z=float(omega[2]))
+        twist_cov[3:, 3:] = omega_cov
     msg.pose.covariance = _covariance(covariance)
-    msg.twist.covariance = _covariance(np.eye(6) * UNKNOWN_VARIANCE)
+    msg.twist.covariance = _covariance(twist_cov)
+    return msg
+
+
+def vins_features_msg(features: VinsFeatures, header: Header) -> PointCloud:
+    """``~/vins_features``: :class:`~dkp_slam.messages.vins.VinsFeatures` as the
+    ``sensor_msgs/PointCloud`` VINS' estimator reads (layout: :mod:`dkp_slam.messages.vins`)."""
+    msg = PointCloud(header=header)
+    msg.points = [Point32(x=float(x), y=float(y), z=float(z)) for x, y, z in features.points]
+    msg.channels = [ChannelFloat32(name=name, values=array.array("f", row.tobytes()))
+                    for name, row in zip(VINS_CHANNELS, features.channels)]
     return msg
 
 
@@ -131,4 +155,5 @@ def _format_value(v: Any) -> str:
 __all__ = ["IMAGE_ENCODINGS", "COMPRESSED_FORMATS", "stamp_to_seconds", "image_to_array",
            "compressed_to_array", "compressed_image_size", "camera_from_info", "array_to_image",
            "features_to_cloud", "pose_from_matrix", "matrix_from_pose", "relative_pose_msg",
-           "odometry_msg", "transform_msg", "status_msg", "diagnostics_msg"]
+           "odometry_msg", "vins_features_msg", "transform_msg", "status_msg",
+           "diagnostics_msg"]

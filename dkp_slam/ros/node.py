@@ -14,7 +14,8 @@ counted as dropped.
 Interface (names relative to the node; see docs/ROS.md): subscribes ``image``
 (``image/compressed`` with ``node.image_transport:=compressed``) and ``camera_info``; publishes
 ``~/features``, ``~/relative_pose``, ``~/odometry``, ``~/status``, ``~/debug_image``,
-``/diagnostics`` and optionally TF; serves ``~/reset``.
+``/diagnostics``, optionally ``~/vins_features`` (``node.vins_features``) and TF; serves
+``~/reset``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import MessageInfo
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud, PointCloud2
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 
@@ -59,13 +60,15 @@ from ..records import FrameRecord, NodeStatus, StatusReport
 from ..viz import TrackHistory, draw_frame
 from .conversions import (array_to_image, camera_from_info, compressed_to_array,
                           diagnostics_msg, features_to_cloud, image_to_array, odometry_msg,
-                          relative_pose_msg, stamp_to_seconds, status_msg, transform_msg)
+                          relative_pose_msg, stamp_to_seconds, status_msg, transform_msg,
+                          vins_features_msg)
 from ..interface import (CAMERA_INFO_TOPIC, COMPRESSED_IMAGE_TOPIC, DEBUG_IMAGE_TOPIC,
                         DIAGNOSTICS_TOPIC, FEATURES_TOPIC, IMAGE_TOPIC, NODE_NAME, NODE_PREFIX,
                         ODOMETRY_TOPIC, REBUILD, RELATIVE_POSE_TOPIC, RESET_SERVICE,
-                        STATUS_TOPIC, NodeConfig, Spec, camera_from_parameters,
-                        parameter_specs)
-from ..odometry import OdometryChain
+                        STATUS_TOPIC, VINS_FEATURES_TOPIC, NodeConfig, Spec,
+                        camera_from_parameters, parameter_specs)
+from ..messages.vins import VinsFeatureTracks
+from ..odometry import AngularVelocity, OdometryChain
 from ..runtime import FrameMailbox, NodeStats, SequenceGaps
 from ..timeline import StampPolicy, restamped
 
@@ -149,6 +152,8 @@ class FrontEndNode(Node):
         self._segment = 0  # the worker's time segment (StampPolicy.segment)
         self._missing_reported = 0  # frames_missing_upstream at the last diagnostics
         self._odometry = OdometryChain()
+        self._angular_velocity = AngularVelocity()
+        self._vins = VinsFeatureTracks()
         self._sequence_gaps = SequenceGaps()
         self._history = TrackHistory()
         self._lock = threading.Lock()  # guards the pending changes below
@@ -191,6 +196,8 @@ class FrontEndNode(Node):
         self._pub_debug = self.create_publisher(Image, DEBUG_IMAGE_TOPIC, QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self._pub_diag = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, out_qos)
+        self._pub_vins = (self.create_publisher(PointCloud, VINS_FEATURES_TOPIC, out_qos)
+                          if nc.vins_features else None)
         if nc.image_transport == "compressed":
             self._image_topic = COMPRESSED_IMAGE_TOPIC
             self.create_subscription(CompressedImage, COMPRESSED_IMAGE_TOPIC,
@@ -419,10 +426,13 @@ class FrontEndNode(Node):
         self._restarted(f"front-end rebuilt for {rebuild}")
 
     def _restarted(self, why: str) -> None:
-        """The tracker restarted: keep odometry continuous and forget drawn tracks."""
+        """The tracker restarted: keep odometry continuous, forget drawn tracks and what the
+        angular velocity and the VINS features' velocities compare with."""
         if self._frames_since_restart:
             self._odometry.restart()
             self.get_logger().info(f"tracking restarts: {why}")
+        self._angular_velocity.reset()
+        self._vins.reset()
         self._frames_since_restart = 0
         self._history = TrackHistory()
 
@@ -470,7 +480,16 @@ class FrontEndNode(Node):
         self._pub_features.publish(features_to_cloud(result, cam_header))
         self._pub_pose.publish(relative_pose_msg(result, cam_header))
         T_odom_cam, cov = self._odometry.update(result)
-        self._pub_odom.publish(odometry_msg(T_odom_cam, cov, odom_header, camera_frame))
+        omega = self._angular_velocity.update(result)
+        self._pub_odom.publish(odometry_msg(T_odom_cam, cov, odom_header, camera_frame,
+                                            omega if nc.odometry_for_fusion else None))
+        if self._pub_vins is not None:
+            vins = self._vins.update(result)
+            if vins is None:
+                self.get_logger().warning("node.vins_features needs intrinsics: no "
+                                          "~/vins_features without them", once=True)
+            else:
+                self._pub_vins.publish(vins_features_msg(vins, cam_header))
         if nc.publish_tf:
             self._broadcast_tf(T_odom_cam, odom_header, camera_frame)
         latency_ms = (time.perf_counter() - t_received) * 1e3
