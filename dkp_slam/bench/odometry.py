@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence as Seq
 
@@ -43,6 +45,32 @@ def bench_odometry(sequence: Sequence, methods: Seq[str], base: FrontEndConfig,
     _plot_overlay(out / f"trajectories_{tag}_k{max_keypoints}.png", trajectories,
                   np.loadtxt(gt_file, ndmin=2)[:, 1:4] if gt_file else None, sequence.name)
     return results
+
+
+@dataclass(frozen=True)
+class OdometryBenchTask:
+    """:func:`bench_odometry` on one sequence as a fleet task (:func:`dkp_slam.fleet.run_fleet`):
+    writes the sequence's runs and ``odometry.json`` into the task's folder and returns the
+    results as ``metrics`` keyed ``"<method> / <metric>"``."""
+
+    methods: tuple[str, ...]
+    base: FrontEndConfig
+    max_keypoints: int = 1000
+    max_frames: int = 0
+
+    def __call__(self, path: str, output: str) -> dict:
+        from ..datasets import open_sequence
+        from ..jsonable import jsonable
+
+        sequence = open_sequence(path)
+        if self.max_frames > 0:
+            sequence = sequence.subset(0, self.max_frames)
+        results = bench_odometry(sequence, self.methods, self.base, output, self.max_keypoints,
+                                 progress=False)
+        (Path(output) / "odometry.json").write_text(
+            json.dumps(jsonable(results, non_finite_as_null=True), indent=1))
+        return {"metrics": {f"{m} / {k}": v for m, r in results.items() for k, v in r.items()},
+                "sequence": sequence.name, "frames": len(sequence)}
 
 
 def _plot_overlay(path: Path, trajectories: dict[str, np.ndarray], gt, title: str) -> None:
