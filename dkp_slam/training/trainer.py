@@ -46,6 +46,7 @@ from ..config import ConfigError
 from ..jsonable import jsonable
 from ..settings import (READ_ONLY, REBUILD, RUNTIME, markdown_table, setting, specs,
                         why_invalid_mapping)
+from . import distributed
 from .data import DataConfig, HomographyPairs, worker_init
 from .losses import LossConfig, SelfSupervisedLoss, merge_loss_conf
 
@@ -388,8 +389,13 @@ def load_checkpoint(path: str | Path) -> dict:
 class _CsvLog:
     """log.csv, appended across sessions; rows beyond the resumed iteration are dropped."""
 
-    def __init__(self, path: Path, columns: list[str], resume_iteration: Optional[int]):
+    def __init__(self, path: Optional[Path], columns: list[str],
+                 resume_iteration: Optional[int]):
+        """``path`` None: nothing is written (the ranks other than 0 of a multi-process
+        run)."""
         self.path, self.columns = path, ["iteration", *columns, "lr", "seconds", "it_s"]
+        if path is None:
+            return
         rows: list[list[str]] = []
         if resume_iteration is not None and path.is_file():
             with path.open(newline="") as f:
@@ -405,6 +411,8 @@ class _CsvLog:
             w.writerows(rows)
 
     def write(self, row: dict) -> None:
+        if self.path is None:
+            return
         with self.path.open("a", newline="") as f:
             csv.writer(f).writerow([_fmt(row.get(c, "")) for c in self.columns])
 
@@ -484,42 +492,69 @@ def train(config: Optional[dict], output_dir: str | Path, resume: bool = True, *
     requested_model = dict(cfg["model"])
     cfg, ckpt = _resume_or_start(cfg, out, ckpt_path, resume)
     device = _device(cfg["device"])
+    dd = distributed.from_environment(device.type)  # torchrun: this process's rank
+    try:
+        if dd.active and device.type == "cuda":
+            device = torch.device("cuda", dd.local_rank)
+        distributed.local_slice(int(cfg["batch_size"]), dd)  # the batch must divide
+        return _train(cfg, out, ckpt, ckpt_path, model_path, requested_model, device, dd,
+                      model_factory, callback)
+    finally:
+        distributed.shutdown(dd)
+
+
+def _train(cfg: dict, out: Path, ckpt: Optional[dict], ckpt_path: Path, model_path: Path,
+           requested_model: dict, device: torch.device, dd: distributed.Distributed,
+           model_factory: Optional[Callable[[dict], nn.Module]],
+           callback: Optional[Callable[[int, dict], None]]) -> dict:
+    """:func:`train` once the configuration, checkpoint, device and rank are known; only rank
+    0 writes files and prints."""
     seed = _seed_everything(cfg)
     dataset = _dataset(cfg["data"], seed)  # a missing folder fails before anything is built
     run = _TrainingRun.build(cfg, model_factory or _default_factory, ckpt, requested_model,
-                             device, seed)
+                             device, seed, dd)
     start, elapsed_before = run.restore(ckpt)
+    run.net = distributed.wrap(run.net, dd, device)
     total = int(cfg["iterations"])
-    (out / "config.yaml").write_text(yaml.safe_dump(jsonable(cfg), sort_keys=False))
-    interval = _IntervalLog(_CsvLog(out / "log.csv", run.criterion.log_keys,
-                                    start if ckpt is not None else None),
+    say = print if dd.is_main else (lambda *a, **k: None)
+    if dd.is_main:
+        (out / "config.yaml").write_text(yaml.safe_dump(jsonable(cfg), sort_keys=False))
+    interval = _IntervalLog(_CsvLog(out / "log.csv" if dd.is_main else None,
+                                    run.criterion.log_keys, start if ckpt is not None else None),
                             run.criterion.log_keys, run.optimizer, elapsed_before)
-    n_params = sum(p.numel() for p in run.net.parameters())
+    net = distributed.unwrap(run.net)
+    n_params = sum(p.numel() for p in net.parameters())
     h, w = cfg["data"]["crop"]
-    print(f"training {type(run.net).__name__} ({n_params / 1e6:.3f} M parameters) on {device}: "
-          f"batch {cfg['batch_size']} x {h}x{w}, {dataset.num_images} images, "
-          f"iterations {start} -> {total}"
-          + (f", resumed from {ckpt_path}" if ckpt is not None else "")
-          + (f", {run.note}" if run.note else ""))
+    say(f"training {type(net).__name__} ({n_params / 1e6:.3f} M parameters) on {device}: "
+        f"batch {cfg['batch_size']} x {h}x{w}, {dataset.num_images} images, "
+        f"iterations {start} -> {total}"
+        + (f", {dd.world_size} processes of {cfg['batch_size'] // dd.world_size} pairs"
+           if dd.active else "")
+        + (f", resumed from {ckpt_path}" if ckpt is not None else "")
+        + (f", {run.note}" if run.note else ""))
     for key, wgt in run.criterion.weights.items():
         log.debug("loss term %s weight %g", key, wgt)
 
     def save(iteration: int) -> None:
-        run.save(iteration, interval.elapsed(), ckpt_path, model_path)
+        if dd.is_main:
+            run.save(iteration, interval.elapsed(), ckpt_path, model_path)
 
+    cfg = {**cfg, "progress": cfg["progress"] and dd.is_main}
     status, it, skipped = _train_loop(run, dataset, cfg, device, start, total, interval, save,
-                                      callback, ckpt_path)
+                                      callback, ckpt_path, dd)
     interval.flush(it)
     save(it)
     summary = _summary(status, it, start, total, skipped, interval, device, n_params, dataset,
-                       run.net, out, ckpt_path, model_path)
-    (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
+                       net, out, ckpt_path, model_path)
+    summary["processes"] = dd.world_size
+    if dd.is_main:
+        (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
     session_iters, session_seconds = it - start, interval.session_seconds()
     speed = f", {session_seconds / session_iters:.3f} s/it" if session_iters else ""
-    print(f"{status}: iteration {it}/{total} ({session_iters} this session{speed}); "
-          f"checkpoint {ckpt_path}, weights {model_path}")
+    say(f"{status}: iteration {it}/{total} ({session_iters} this session{speed}); "
+        f"checkpoint {ckpt_path}, weights {model_path}")
     if status != "completed":
-        print(f"resume with the same command (same --output {out})")
+        say(f"resume with the same command (same --output {out})")
     return summary
 
 
@@ -565,22 +600,27 @@ class _TrainingRun:
     """The network, loss, optimiser and schedule of one run, and their checkpoint."""
 
     def __init__(self, cfg: dict, net: nn.Module, criterion: nn.Module, params: list,
-                 optimizer: torch.optim.Optimizer, scheduler: Any, note: str) -> None:
+                 optimizer: torch.optim.Optimizer, scheduler: Any, note: str,
+                 dd: distributed.Distributed = distributed.Distributed()) -> None:
         self.cfg, self.net, self.criterion, self.params = cfg, net, criterion, params
-        self.optimizer, self.scheduler, self.note = optimizer, scheduler, note
+        self.optimizer, self.scheduler, self.note, self.dd = optimizer, scheduler, note, dd
 
     @classmethod
     def build(cls, cfg: dict, factory: Callable[[dict], nn.Module], ckpt: Optional[dict],
-              requested_model: dict, device: torch.device, seed: int) -> "_TrainingRun":
+              requested_model: dict, device: torch.device, seed: int,
+              dd: distributed.Distributed = distributed.Distributed()) -> "_TrainingRun":
         """Build everything; a resumed run keeps the checkpoint's architecture (only the DCN
         kernel may change to the ``requested_model``'s). Fills in ``cfg["model"]`` and the
-        schedule's length."""
+        schedule's length. On several processes the batch norms become global ones
+        (:mod:`~dkp_slam.training.distributed`) before the optimiser takes the parameters."""
         saved_conf = None
         if ckpt is not None:
             saved_conf = dict(ckpt["model_conf"])
             if "dcn_impl" in requested_model and "dcn_impl" in saved_conf:
                 saved_conf["dcn_impl"] = requested_model["dcn_impl"]
         net, note = _build_model(cfg, factory, saved_conf)
+        if dd.active:
+            distributed.global_batch_norm(net, dd.group)
         net.to(device).train()
         cfg["model"] = jsonable(dict(net.conf))
         desc_dim = int(net.conf.get("descriptor_dim", 64))
@@ -598,7 +638,7 @@ class _TrainingRun:
                                       weight_decay=float(oc["weight_decay"]),
                                       betas=tuple(float(b) for b in oc["betas"]))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
-        return cls(cfg, net, criterion, params, optimizer, scheduler, note)
+        return cls(cfg, net, criterion, params, optimizer, scheduler, note, dd)
 
     def restore(self, ckpt: Optional[dict]) -> tuple[int, float]:
         """Load a checkpoint's states; returns ``(iteration, elapsed seconds)`` it had."""
@@ -613,20 +653,20 @@ class _TrainingRun:
 
     def save(self, iteration: int, elapsed: float, ckpt_path: Path, model_path: Path) -> None:
         """``last.pt`` (everything to resume) and ``model.pt`` (the weights), atomically."""
+        net = distributed.unwrap(self.net)
         _atomic_save({
             "version": CHECKPOINT_VERSION,
             "iteration": iteration,
             "config": jsonable(self.cfg),
-            "model": _cpu_state(self.net),
-            "model_conf": dict(self.net.conf),
+            "model": _cpu_state(net),
+            "model_conf": dict(net.conf),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "loss": self.criterion.state_dict(),
             "rng": _rng_state(),
             "elapsed_seconds": elapsed,
         }, ckpt_path)
-        _atomic_save({"conf": dict(self.net.conf), "state_dict": _cpu_state(self.net)},
-                     model_path)
+        _atomic_save({"conf": dict(net.conf), "state_dict": _cpu_state(net)}, model_path)
 
     def step(self, batch: dict, device: torch.device, amp: bool) -> tuple[bool, dict]:
         """One optimisation step on a batch; returns ``(loss was finite, logs)``. A step with a
@@ -638,6 +678,10 @@ class _TrainingRun:
             pred = self.net(torch.cat([batch["image0"], batch["image1"]]))
         out0 = {k: v[:b] for k, v in pred.items()}
         out1 = {k: v[b:] for k, v in pred.items()}
+        if self.dd.active:  # every rank computes the loss of the global batch
+            out0 = distributed.gather_outputs(out0, self.dd)
+            out1 = distributed.gather_outputs(out1, self.dd)
+            batch = distributed.gather_batch(batch, self.dd)
         loss, logs = self.criterion(out0, out1, batch)
         self.optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(loss))
@@ -698,10 +742,12 @@ class _IntervalLog:
 
 def _train_loop(run: _TrainingRun, dataset: HomographyPairs, cfg: dict, device: torch.device,
                 start: int, total: int, interval: _IntervalLog, save: Callable[[int], None],
-                callback: Optional[Callable[[int, dict], None]], ckpt_path: Path
+                callback: Optional[Callable[[int, dict], None]], ckpt_path: Path,
+                dd: distributed.Distributed = distributed.Distributed()
                 ) -> tuple[str, int, int]:
     """Iterations ``start`` -> ``total`` until done, the time budget, or SIGINT / SIGTERM;
-    returns ``(status, iteration reached, skipped steps)``."""
+    returns ``(status, iteration reached, skipped steps)``. Several processes read their
+    slices of each batch and stop together (rank 0's clock and signals decide)."""
     d = cfg["data"]
     batch_size = int(cfg["batch_size"])
     amp = bool(cfg["amp"]) and device.type == "cuda"
@@ -711,8 +757,8 @@ def _train_loop(run: _TrainingRun, dataset: HomographyPairs, cfg: dict, device: 
     stop.install()
     try:
         if it < total:
-            loader = DataLoader(dataset, batch_size=batch_size,
-                                sampler=range(start * batch_size, total * batch_size),
+            loader = DataLoader(dataset, batch_size=batch_size // dd.world_size,
+                                sampler=distributed.rank_indices(start, total, batch_size, dd),
                                 num_workers=int(d["num_workers"]),
                                 worker_init_fn=worker_init if d["num_workers"] else None,
                                 pin_memory=device.type == "cuda", drop_last=False)
@@ -722,12 +768,12 @@ def _train_loop(run: _TrainingRun, dataset: HomographyPairs, cfg: dict, device: 
                         dynamic_ncols=True, unit="it", desc="train")
             batches = iter(loader)
         while it < total:
-            if stop.reason:
-                status = stop.reason
-                break
-            if cfg["max_minutes"] and interval.session_seconds() >= 60 * float(
-                    cfg["max_minutes"]):
-                status = "time_budget"
+            reason = stop.reason or ("time_budget" if cfg["max_minutes"] and
+                                     interval.session_seconds() >= 60 * float(cfg["max_minutes"])
+                                     else None)
+            reason = distributed.decision(reason, dd)
+            if reason:
+                status = reason
                 break
             finite, logs = run.step(next(batches), device, amp)
             if not finite:
