@@ -106,6 +106,15 @@ def t_var_along(cov, t):
     return float(t @ cov[:3, :3] @ t)
 
 
+def _camera_parameters(cam) -> list:
+    """The node's parameters for intrinsics ``cam`` given as parameters."""
+    return [Parameter("node.camera.source", value="parameters"),
+            Parameter("node.camera.width", value=cam.width),
+            Parameter("node.camera.height", value=cam.height),
+            Parameter("node.camera.fx", value=cam.fx), Parameter("node.camera.fy", value=cam.fy),
+            Parameter("node.camera.cx", value=cam.cx), Parameter("node.camera.cy", value=cam.cy)]
+
+
 def _rotation_angle_deg(R):
     return np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1)))
 
@@ -478,12 +487,7 @@ def test_intrinsics_from_parameters(ros, kitti):
     cam = seq.camera
     ns = f"{NS}/params_camera"
     node = ros.add_node(FrontEndNode(context=ros.context, namespace=ns, parameter_overrides=[
-        Parameter("node.qos.reliability", value="reliable"),
-        Parameter("node.camera.source", value="parameters"),
-        Parameter("node.camera.width", value=cam.width),
-        Parameter("node.camera.height", value=cam.height),
-        Parameter("node.camera.fx", value=cam.fx), Parameter("node.camera.fy", value=cam.fy),
-        Parameter("node.camera.cx", value=cam.cx), Parameter("node.camera.cy", value=cam.cy)]))
+        Parameter("node.qos.reliability", value="reliable"), *_camera_parameters(cam)]))
     try:
         assert node.frontend.camera.to_dict() == cam.to_dict()
         features = ros.subscribe(PointCloud2, f"{ns}/frontend/features")
@@ -511,12 +515,7 @@ def test_backend_interfaces_vins_features_and_fusion_odometry(ros, kitti):
     node = ros.add_node(FrontEndNode(context=ros.context, namespace=ns, parameter_overrides=[
         Parameter("node.qos.reliability", value="reliable"),
         Parameter("node.vins_features", value=True),
-        Parameter("node.odometry_for_fusion", value=True),
-        Parameter("node.camera.source", value="parameters"),
-        Parameter("node.camera.width", value=cam.width),
-        Parameter("node.camera.height", value=cam.height),
-        Parameter("node.camera.fx", value=cam.fx), Parameter("node.camera.fy", value=cam.fy),
-        Parameter("node.camera.cx", value=cam.cx), Parameter("node.camera.cy", value=cam.cy)]))
+        Parameter("node.odometry_for_fusion", value=True), *_camera_parameters(cam)]))
     try:
         out = {name: ros.subscribe(t, f"{ns}/frontend/{name}") for name, t in [
             ("vins_features", PointCloud), ("features", PointCloud2),
