@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional, Sequence as Seq
 
 
-from . import __version__
+from . import __version__, fleet
 from .allocator import keep_freed_memory
 from .bags import cli as bags_cli
 from .config import (ConfigError, FrontEndConfig, load_config, method_config, method_overrides,
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "patterns or @LIST run as a fleet: one Ray task per sequence and one "
                         "report (docs/FLEET.md)")
     p.add_argument("--max-frames", type=int, default=0, help="use at most this many frames")
-    bags_cli.add_fleet_options(p)
+    fleet.add_fleet_options(p)
     p = bsub.add_parser("pose", parents=[common],
                         help="relative pose on image pairs with ground truth (pose AUC)")
     p.add_argument("path", help="pairs file in the SuperGlue / LoFTR format (pairs_with_gt.txt:"
@@ -307,7 +307,7 @@ def _bench(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.bench_command == "robustness":
         return _bench_robustness(args, methods, base, out)
-    if args.bench_command == "odometry" and bags_cli.is_fleet(args.path):
+    if args.bench_command == "odometry" and fleet.is_fleet(args.path):
         return _bench_odometry_fleet(args, methods, base, out)
     run = {"homography": _bench_homography, "odometry": _bench_odometry,
            "pose": _bench_pose, "speed": _bench_speed}[args.bench_command]
@@ -419,9 +419,9 @@ def _bench_odometry_fleet(args, methods: list[str], base: FrontEndConfig, out: P
     task = OdometryBenchTask(tuple(methods), base, args.max_keypoints, args.max_frames)
     columns = tuple(f"{m} / {k}" for m in methods for k in (
         "rot_err_median_deg", "tdir_err_median_deg", "pose_auc@5", "tracked_fraction"))
-    return bags_cli.run_fleet_command(args, task, args.path, out, columns,
-                                      f"bench odometry: {', '.join(methods)}, "
-                                      f"{args.max_keypoints} keypoints")
+    return fleet.run_fleet_command(args, task, args.path, out, columns,
+                                   f"bench odometry: {', '.join(methods)}, "
+                                   f"{args.max_keypoints} keypoints")
 
 
 def _bench_pose(args, methods: list[str], base: FrontEndConfig, out: Path

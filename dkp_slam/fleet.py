@@ -14,11 +14,13 @@ and the others go on. Ray is an optional extra (``pip install 'dkp_slam[fleet]'`
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import logging
 import math
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -292,5 +294,54 @@ def _plot(path: Path, rows: list[dict], columns: list[str], title: str) -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------------- the command line
+def add_fleet_options(p: argparse.ArgumentParser) -> None:
+    """The command-line options of a fleet run (``bag-eval``, ``bench odometry``)."""
+    g = p.add_argument_group("several inputs (a fleet; docs/FLEET.md)")
+    g.add_argument("--workers", type=int, default=0,
+                   help="CPUs of the local Ray instance (default: all of this machine's)")
+    g.add_argument("--ray-address", help="an existing Ray cluster (HOST:PORT or auto) "
+                                         "instead of a local instance")
+    g.add_argument("--sequential", action="store_true",
+                   help="one input after the other in this process, without Ray")
+    g.add_argument("--threads-per-task", type=int, default=1,
+                   help="CPU threads of each input's run (results are identical for the "
+                        "same value, with Ray or --sequential)")
+
+
+def is_fleet(items: list[str]) -> bool:
+    """Several inputs, a pattern or a list file: a fleet run rather than a single one."""
+    return len(items) > 1 or items[0].startswith("@") or glob.has_magic(items[0])
+
+
+def run_fleet_command(args: argparse.Namespace, task: Any, items: list[str], output: Path,
+                      columns: tuple[str, ...], title: str) -> int:
+    """Run ``task`` over the inputs ``items`` names, write and print the fleet report; exit 1
+    when any input failed (after all of them ran)."""
+    inputs = expand_inputs(items)
+    where = ("sequential" if args.sequential else
+             f"Ray cluster {args.ray_address}" if args.ray_address else
+             f"local Ray, {args.workers or 'all'} CPUs")
+    print(f"{len(inputs)} inputs -> {output}/ ({where}, {args.threads_per_task} thread(s) "
+          f"per input)")
+    t0 = time.perf_counter()
+    results = run_fleet(task, inputs, output, workers=args.workers,
+                        ray_address=args.ray_address, sequential=args.sequential,
+                        threads=args.threads_per_task, progress=not args.no_progress)
+    summary = write_fleet_report(output, results, columns, title, time.perf_counter() - t0,
+                                 where)
+    print((output / "fleet_report.md").read_text())
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text((output / "fleet_summary.json").read_text())
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"dkp-slam: error: {r.input}: {r.error}", file=sys.stderr)
+    print(f"report: {output / 'fleet_report.md'}, {output / 'fleet_summary.json'}; "
+          f"{summary['aggregate']['failed']} of {len(results)} inputs failed")
+    return 1 if failed else 0
+
+
 __all__ = ["FleetError", "FleetResult", "Task", "expand_inputs", "input_tags", "run_one",
-           "run_fleet", "write_fleet_report"]
+           "run_fleet", "write_fleet_report", "add_fleet_options", "is_fleet",
+           "run_fleet_command"]

@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import fleet
+
 #: The subcommands defined here.
 COMMANDS = ("bag-eval", "bag-play", "bag-record", "make-bag")
 
@@ -47,7 +49,7 @@ def add_parsers(sub: Any, add_common: Callable[[argparse.ArgumentParser], None])
                                         "PoseWithCovarianceStamped) instead of running")
     p.add_argument("--html", action="store_true", help="also write report.html")
     add_common(p)
-    add_fleet_options(p)
+    fleet.add_fleet_options(p)
 
     p = sub.add_parser("make-bag", help="convert KITTI / TUM / EuRoC / image folder / video "
                                         "into a bag with CameraInfo and ground truth")
@@ -104,59 +106,6 @@ def add_parsers(sub: Any, add_common: Callable[[argparse.ArgumentParser], None])
     p.add_argument("--use-sim-time", action="store_true", help="stamp with /clock time")
 
 
-def add_fleet_options(p: argparse.ArgumentParser) -> None:
-    """The options of a fleet run (several inputs; :mod:`dkp_slam.fleet`)."""
-    g = p.add_argument_group("several inputs (a fleet; docs/FLEET.md)")
-    g.add_argument("--workers", type=int, default=0,
-                   help="CPUs of the local Ray instance (default: all of this machine's)")
-    g.add_argument("--ray-address", help="an existing Ray cluster (HOST:PORT or auto) "
-                                         "instead of a local instance")
-    g.add_argument("--sequential", action="store_true",
-                   help="one input after the other in this process, without Ray")
-    g.add_argument("--threads-per-task", type=int, default=1,
-                   help="CPU threads of each input's run (results are identical for the "
-                        "same value, with Ray or --sequential)")
-
-
-def is_fleet(items: list[str]) -> bool:
-    """Several inputs, a pattern or a list file: a fleet run rather than a single one."""
-    import glob
-
-    return len(items) > 1 or items[0].startswith("@") or glob.has_magic(items[0])
-
-
-def run_fleet_command(args: argparse.Namespace, task: Any, items: list[str], output: Path,
-                      columns: tuple[str, ...], title: str) -> int:
-    """Run ``task`` over the inputs ``items`` names, write and print the fleet report; exit 1
-    when any input failed (after all of them ran)."""
-    import time
-
-    from ..fleet import expand_inputs, run_fleet, write_fleet_report
-
-    inputs = expand_inputs(items)
-    where = ("sequential" if args.sequential else
-             f"Ray cluster {args.ray_address}" if args.ray_address else
-             f"local Ray, {args.workers or 'all'} CPUs")
-    print(f"{len(inputs)} inputs -> {output}/ ({where}, {args.threads_per_task} thread(s) "
-          f"per input)")
-    t0 = time.perf_counter()
-    results = run_fleet(task, inputs, output, workers=args.workers,
-                        ray_address=args.ray_address, sequential=args.sequential,
-                        threads=args.threads_per_task, progress=not args.no_progress)
-    summary = write_fleet_report(output, results, columns, title, time.perf_counter() - t0,
-                                 where)
-    print((output / "fleet_report.md").read_text())
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text((output / "fleet_summary.json").read_text())
-    failed = [r for r in results if not r.ok]
-    for r in failed:
-        print(f"dkp-slam: error: {r.input}: {r.error}", file=sys.stderr)
-    print(f"report: {output / 'fleet_report.md'}, {output / 'fleet_summary.json'}; "
-          f"{summary['aggregate']['failed']} of {len(results)} inputs failed")
-    return 1 if failed else 0
-
-
 def run(args: argparse.Namespace) -> int:
     """Run one of :data:`COMMANDS`; errors propagate to :func:`dkp_slam.cli.main` (exit 2)."""
     return {"bag-eval": _bag_eval, "make-bag": _make_bag, "bag-play": _bag_play,
@@ -175,13 +124,13 @@ def _bag_eval(args: argparse.Namespace) -> int:
         gt_frame=args.gt_frame, gt_body=args.gt_body, gt_max_dt=args.gt_max_dt,
         stamps=args.stamps, start_s=args.start, max_frames=args.max_frames,
         pose_topic=args.pose_topic)
-    if is_fleet(args.bag):
+    if fleet.is_fleet(args.bag):
         from .eval import FLEET_COLUMNS, BagEvalTask
 
         out = Path(args.output or Path("outputs") / f"fleet_{config.detector.name}")
         task = BagEvalTask(config, options, args.config, args.annotated, args.html)
-        return run_fleet_command(args, task, args.bag, out, FLEET_COLUMNS,
-                                 f"bag-eval: detector {config.detector.name}")
+        return fleet.run_fleet_command(args, task, args.bag, out, FLEET_COLUMNS,
+                                       f"bag-eval: detector {config.detector.name}")
     bag = Path(args.bag[0])
     out = Path(args.output or Path("outputs") / f"bag_{bag.stem or bag.name}_"
                                                 f"{config.detector.name}")
