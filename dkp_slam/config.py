@@ -275,10 +275,11 @@ def method_config(base: FrontEndConfig, method: str, **detector: Any) -> FrontEn
                                      **{f"detector.{k}": v for k, v in detector.items()}})
 
 
-def method_file_tag(method: str) -> str:
-    """``method`` as a file-name part: characters other than letters, digits, ``.``, ``_``
-    and ``-`` become ``_`` (``dkp:weights=a/b.pt`` -> ``dkp_weights_a_b.pt``)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", method)
+def file_tag(text: str) -> str:
+    """``text`` (a benchmark method, an input's name) as a file-name part: characters other
+    than letters, digits, ``.``, ``_`` and ``-`` become ``_`` (``dkp:weights=a/b.pt`` ->
+    ``dkp_weights_a_b.pt``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> FrontEndConfig:

@@ -19,7 +19,6 @@ import glob
 import json
 import logging
 import math
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,15 @@ from typing import Any, Callable, Optional, Sequence
 
 from tqdm import tqdm
 
+from .bench import report
+from .config import file_tag
+from .jsonable import jsonable
+
 log = logging.getLogger(__name__)
+
+#: ``summary.json`` values that describe a run (its times, memory, paths), not its results:
+#: the rest is the same bit for bit in every fleet setting and in the sequential run.
+RUN_KEYS = frozenset({"fps", "ms_per_frame", "ms_per_stage", "input", "source"})
 
 #: A fleet task: ``(input path, output folder) -> JSON-able summary``.
 Task = Callable[[str, str], dict]
@@ -83,7 +90,7 @@ def input_tags(inputs: Sequence[Path]) -> list[str]:
     parent folder's name put before it where names repeat (``robot1_run``,
     ``robot2_run``), and a counter as the last resort."""
     def clean(text: str) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]", "_", text) or "input"
+        return file_tag(text) or "input"
 
     tags = [clean(p.stem if p.suffix in (".mcap", ".db3", ".bag") else p.name)
             for p in inputs]
@@ -216,11 +223,11 @@ def _run_on_ray(task: Task, jobs: list[tuple[str, str, str]], workers: int,
 def write_fleet_report(output: str | Path, results: Sequence[FleetResult],
                        columns: Sequence[str], title: str, wall_s: float,
                        workers: str) -> dict[str, Any]:
-    """``fleet_summary.json`` (every input's summary or error, the aggregate, the wall time),
-    ``fleet_report.md`` (one row per input, then the aggregate) and ``fleet_errors.png``
-    (the per-input values of the first two columns). ``columns`` are keys of each summary's
-    flat ``metrics`` (see :func:`metrics_of`). The aggregate: inputs, failures, frames, and per
-    column the median over the inputs that have it."""
+    """``fleet_summary.json`` (every input's row, returned values or error, the aggregate and
+    the wall time), ``fleet_report.md`` (one row per input, then the aggregate) and
+    ``fleet_errors.png`` (the per-input values of the first two columns). ``columns`` are keys
+    of each task's returned ``metrics``. The aggregate: inputs, failures, inputs per minute, and
+    per column the median over the inputs that have a value."""
     import numpy as np
 
     out = Path(output)
@@ -239,38 +246,27 @@ def write_fleet_report(output: str | Path, results: Sequence[FleetResult],
     aggregate["inputs_per_minute"] = 60.0 * len(rows) / wall_s if wall_s > 0 else None
     summary = {"title": title, "aggregate": aggregate, "rows": rows,
                "results": [asdict(r) for r in results]}
-    (out / "fleet_summary.json").write_text(json.dumps(_jsonable(summary), indent=1))
-    lines = [f"# {title}", "",
-             f"{len(rows)} inputs, {aggregate['failed']} failed; {wall_s:.1f} s wall time "
-             f"({workers}).", "",
-             "| input | status | " + " | ".join(columns) + " | seconds |",
-             "|---|---|" + "---|" * len(columns) + "---|"]
-    for row in rows:
-        cells = [_cell(row[c]) for c in columns]
-        status = "ok" if row["ok"] else f"FAILED: {row['error']}"
-        lines.append(f"| {row['input']} | {status} | " + " | ".join(cells)
-                     + f" | {row['seconds']:.1f} |")
-    lines.append("| **median over inputs** | " + f"{len(ok)} ok | " + " | ".join(
-        _cell(aggregate[f'{c}_median']) for c in columns) + " | |")
-    (out / "fleet_report.md").write_text("\n".join(lines) + "\n")
+    (out / "fleet_summary.json").write_text(
+        json.dumps(jsonable(summary, non_finite_as_null=True), indent=1))
+    nan = float("nan")
+    table = {row["input"]: {"status": "ok" if row["ok"] else f"FAILED: {row['error']}",
+                            "seconds": row["seconds"],
+                            **{c: row[c] if _finite(row[c]) else nan for c in columns}}
+             for row in rows}
+    table["**median over inputs**"] = {
+        "status": f"{len(ok)} ok", "seconds": "",
+        **{c: nan if aggregate[f"{c}_median"] is None else aggregate[f"{c}_median"]
+           for c in columns}}
+    (out / "fleet_report.md").write_text(
+        f"# {title}\n\n{len(rows)} inputs, {aggregate['failed']} failed; {wall_s:.1f} s wall "
+        f"time ({workers}).\n\n"
+        + report.markdown_table(table, ["status", *columns, "seconds"], label="input") + "\n")
     _plot(out / "fleet_errors.png", ok, list(columns)[:2], title)
     return summary
 
 
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _cell(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}" if math.isfinite(v) else "-"
-    return "-" if v is None else str(v)
-
-
-def _jsonable(obj: Any) -> Any:
-    from .jsonable import jsonable
-
-    return jsonable(obj, non_finite_as_null=True)
 
 
 def _plot(path: Path, rows: list[dict], columns: list[str], title: str) -> None:
@@ -342,6 +338,6 @@ def run_fleet_command(args: argparse.Namespace, task: Any, items: list[str], out
     return 1 if failed else 0
 
 
-__all__ = ["FleetError", "FleetResult", "Task", "expand_inputs", "input_tags", "run_one",
-           "run_fleet", "write_fleet_report", "add_fleet_options", "is_fleet",
+__all__ = ["FleetError", "FleetResult", "RUN_KEYS", "Task", "expand_inputs", "input_tags",
+           "run_one", "run_fleet", "write_fleet_report", "add_fleet_options", "is_fleet",
            "run_fleet_command"]

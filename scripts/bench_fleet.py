@@ -27,9 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from dkp_slam.bags.writer import MakeBagOptions, make_bag  # noqa: E402
 from dkp_slam.datasets import load_kitti  # noqa: E402
-
-#: summary.json keys that depend on the run, not on the results.
-RUN_KEYS = {"fps", "ms_per_frame", "ms_per_stage", "input", "source"}
+from dkp_slam.fleet import RUN_KEYS  # noqa: E402
 
 
 def main() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from dkp_slam.config import (ConfigError, FrontEndConfig, method_config, method_file_tag,
+from dkp_slam.config import (ConfigError, FrontEndConfig, file_tag, method_config,
                              method_overrides)
 from dkp_slam.registry import DETECTORS
 from dkp_slam.settings import specs
@@ -224,4 +224,4 @@ def test_benchmark_methods_carry_their_own_detector_options() -> None:
         method_overrides("dkp:n_levels")
     with pytest.raises(ConfigError, match="no detector name"):
         method_overrides(":n_levels=1")
-    assert method_file_tag("dkp:weights=runs/a b/model.pt") == "dkp_weights_runs_a_b_model.pt"
+    assert file_tag("dkp:weights=runs/a b/model.pt") == "dkp_weights_runs_a_b_model.pt"

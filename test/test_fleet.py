@@ -21,12 +21,10 @@ from conftest import shared_data
 
 from dkp_slam.bags.writer import MakeBagOptions, make_bag
 from dkp_slam.datasets import load_kitti
-from dkp_slam.fleet import FleetError, expand_inputs, input_tags
+from dkp_slam.fleet import RUN_KEYS, FleetError, expand_inputs, input_tags
 
 #: Columns of frames.csv that are measured times (they differ between any two runs).
 TIMING_COLUMNS = {"detect_ms", "match_ms", "geometry_ms", "track_ms", "total_ms"}
-#: summary.json keys that hold times, memory or paths of the run.
-RUN_KEYS = {"fps", "ms_per_frame", "ms_per_stage", "input", "source"}
 
 
 def _cli(*args, env=None, timeout=600) -> subprocess.CompletedProcess:
@@ -81,8 +79,16 @@ def ray_head():
         [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2",
          "--include-dashboard=false", f"--temp-dir={temp}", "--block"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"127.0.0.1:{port}"
     try:
-        yield env, f"127.0.0.1:{port}"
+        # up when `ray status` answers (on a busy machine the head takes its time)
+        deadline = time.monotonic() + 300
+        while subprocess.run([ray_cli, "status", f"--address={address}"], env=env,
+                             capture_output=True, timeout=120).returncode != 0:
+            assert head.poll() is None, "ray start --head exited"
+            assert time.monotonic() < deadline, "the Ray head did not come up in 300 s"
+            time.sleep(2)
+        yield env, address
     finally:
         for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
             try:

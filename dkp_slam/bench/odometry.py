@@ -9,7 +9,7 @@ from typing import Sequence as Seq
 
 import numpy as np
 
-from ..config import FrontEndConfig, method_config, method_file_tag
+from ..config import FrontEndConfig, file_tag, method_config
 from ..runner import run_sequence
 from ..sequence import Sequence
 
@@ -35,7 +35,7 @@ def bench_odometry(sequence: Sequence, methods: Seq[str], base: FrontEndConfig,
     trajectories = {}
     for method in methods:
         conf = method_config(base, method, max_keypoints=max_keypoints)
-        run_dir = out / f"{tag}_{method_file_tag(method)}_k{max_keypoints}"
+        run_dir = out / f"{tag}_{file_tag(method)}_k{max_keypoints}"
         summary = run_sequence(sequence, conf, run_dir, n_annotated=2, progress=progress)
         results[method] = {k: summary[k] for k in ODOMETRY_METRICS}
         traj = run_dir / ("trajectory_gtscale_tum.txt" if summary["has_ground_truth"]

@@ -19,10 +19,11 @@ def format_value(value) -> str:
 
 
 def markdown_table(results: dict[str, dict], columns: Sequence[str],
-                   headers: Optional[Sequence[str]] = None) -> str:
-    """One row per method, one column per metric key (missing keys shown as '-')."""
+                   headers: Optional[Sequence[str]] = None, label: str = "method") -> str:
+    """One row per method (``label`` heads that column), one column per metric key (missing
+    keys shown as '-')."""
     headers = list(headers or columns)
-    lines = ["| method | " + " | ".join(headers) + " |",
+    lines = [f"| {label} | " + " | ".join(headers) + " |",
              "|---|" + "---|" * len(headers)]
     for method, metrics in results.items():
         cells = [format_value(metrics.get(c, float("nan"))) for c in columns]

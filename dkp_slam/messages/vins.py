@@ -70,7 +70,8 @@ class VinsFeatureTracks:
         if not 0 <= camera_id < num_cameras:
             raise ValueError(f"camera_id {camera_id} not in [0, {num_cameras})")
         self.camera_id, self.num_cameras = int(camera_id), int(num_cameras)
-        self._previous: Optional[tuple[float, dict[int, tuple[float, float]]]] = None
+        # the previous frame: stamp, track ids, normalised points
+        self._previous: Optional[tuple[float, np.ndarray, np.ndarray]] = None
 
     def reset(self) -> None:
         """Forget the previous frame (after a restart of the tracker: its ids start again)."""
@@ -89,17 +90,15 @@ class VinsFeatureTracks:
         ages = np.asarray(result.track_ages, dtype=np.int64).reshape(-1)
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         stamp = float(result.stamp)
-        previous = self._previous
-        self._previous = (stamp, {int(i): (float(x), float(y)) for i, (x, y) in zip(ids, xy)})
+        previous, self._previous = self._previous, (stamp, ids, xy)
         keep = ages >= 1
         ids, xy, uv = ids[keep], xy[keep], np.asarray(result.keypoints)[keep]
         velocity = np.zeros_like(xy)
         if previous is not None and stamp > previous[0]:
-            dt = stamp - previous[0]
-            for k, i in enumerate(ids):
-                before = previous[1].get(int(i))
-                if before is not None:
-                    velocity[k] = (xy[k, 0] - before[0]) / dt, (xy[k, 1] - before[1]) / dt
+            # track ids are unique within a frame: match them to the previous frame's
+            _, here, there = np.intersect1d(ids, previous[1], assume_unique=True,
+                                            return_indices=True)
+            velocity[here] = (xy[here] - previous[2][there]) / (stamp - previous[0])
         wire_id = (ids % VINS_ID_MODULUS) * self.num_cameras + self.camera_id
         points = np.column_stack([xy, np.ones(len(xy))]).astype(np.float32)
         channels = np.vstack([wire_id, uv[:, 0], uv[:, 1], velocity[:, 0],

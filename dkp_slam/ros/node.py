@@ -480,9 +480,8 @@ class FrontEndNode(Node):
         self._pub_features.publish(features_to_cloud(result, cam_header))
         self._pub_pose.publish(relative_pose_msg(result, cam_header))
         T_odom_cam, cov = self._odometry.update(result)
-        omega = self._angular_velocity.update(result)
-        self._pub_odom.publish(odometry_msg(T_odom_cam, cov, odom_header, camera_frame,
-                                            omega if nc.odometry_for_fusion else None))
+        omega = self._angular_velocity.update(result) if nc.odometry_for_fusion else None
+        self._pub_odom.publish(odometry_msg(T_odom_cam, cov, odom_header, camera_frame, omega))
         if self._pub_vins is not None:
             vins = self._vins.update(result)
             if vins is None:

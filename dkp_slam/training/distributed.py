@@ -119,13 +119,13 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
 
 def global_batch_norm(module: nn.Module, group: Any) -> nn.Module:
     """Every ``BatchNorm2d`` of ``module`` becomes a :class:`GlobalBatchNorm2d` over ``group``
-    (same parameters and buffers, same state-dict keys)."""
+    (same parameters and buffers, same state-dict keys; on the CPU, as the trainer calls it
+    before it moves the network to its device)."""
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:
             gbn = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
                                     child.track_running_stats)
             gbn.load_state_dict(child.state_dict())
-            gbn.to(next((t.device for t in child.state_dict().values()), None))
             gbn.group = group
             setattr(module, name, gbn)
         else:
