@@ -29,6 +29,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _add_frame_selection(p: argparse.ArgumentParser) -> None:
+    """``--start``/``--step`` of a sequence (:meth:`dkp_slam.sequence.Sequence.select`)."""
+    p.add_argument("--start", type=int, default=0, help="first frame")
+    p.add_argument("--step", type=int, default=1, help="use every STEP-th frame")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dkp-slam", description="dkp_slam visual-odometry front-end tools")
@@ -45,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="sequence path (format auto-detected)")
     p.add_argument("--fps", type=float, default=10.0,
                    help="frame rate for image folders without timestamps")
-    p.add_argument("--start", type=int, default=0, help="first frame")
-    p.add_argument("--step", type=int, default=1, help="use every STEP-th frame")
+    _add_frame_selection(p)
     p.add_argument("--calib", help="intrinsics for the frames (replacing any the sequence has): "
                                    "ROS camera_info YAML, OpenCV calibration YAML, Kalibr "
                                    "camchain or EuRoC sensor.yaml")
@@ -99,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "patterns or @LIST run as a fleet: one Ray task per sequence and one "
                         "report (docs/FLEET.md)")
     p.add_argument("--max-frames", type=int, default=0, help="use at most this many frames")
+    _add_frame_selection(p)
     fleet.add_fleet_options(p)
     p = bsub.add_parser("pose", parents=[common],
                         help="relative pose on image pairs with ground truth (pose AUC)")
@@ -173,15 +179,15 @@ def main(argv: Optional[Seq[str]] = None) -> int:
         if args.command == "demo":
             from .synthetic import make_synthetic_sequence
 
-            sequence = make_synthetic_sequence(n_frames=args.frames, seed=args.seed)
+            sequence = make_synthetic_sequence(n_frames=args.frames, seed=args.seed
+                                               ).select(max_frames=args.max_frames)
         else:
             from .datasets import open_sequence
 
-            sequence = open_sequence(args.path, fps=args.fps).subset(args.start, None, args.step)
+            sequence = open_sequence(args.path, fps=args.fps).select(args.start, args.step,
+                                                                     args.max_frames)
             if args.calib:
                 sequence.camera = _calibration_for(sequence, args.calib, args.calib_camera)
-        if args.max_frames > 0:
-            sequence = sequence.subset(0, args.max_frames)
         return _run(sequence, config, args)
     except (ConfigError, FileNotFoundError, ValueError, IOError) as err:
         print(f"dkp-slam: error: {err}", file=sys.stderr)
@@ -403,9 +409,7 @@ def _bench_odometry(args, methods: list[str], base: FrontEndConfig, out: Path
     from .bench.odometry import ODOMETRY_METRICS, bench_odometry
     from .datasets import open_sequence
 
-    sequence = open_sequence(args.path[0])
-    if args.max_frames > 0:
-        sequence = sequence.subset(0, args.max_frames)
+    sequence = open_sequence(args.path[0]).select(args.start, args.step, args.max_frames)
     results = bench_odometry(sequence, methods, base, out, args.max_keypoints,
                              not args.no_progress)
     return (results, list(ODOMETRY_METRICS),
@@ -416,7 +420,8 @@ def _bench_odometry_fleet(args, methods: list[str], base: FrontEndConfig, out: P
     """``bench odometry`` on several sequences: one fleet task per sequence (docs/FLEET.md)."""
     from .bench.odometry import OdometryBenchTask
 
-    task = OdometryBenchTask(tuple(methods), base, args.max_keypoints, args.max_frames)
+    task = OdometryBenchTask(tuple(methods), base, args.max_keypoints, args.max_frames,
+                             args.start, args.step)
     columns = tuple(f"{m} / {k}" for m in methods for k in (
         "rot_err_median_deg", "tdir_err_median_deg", "pose_auc@5", "tracked_fraction"))
     return fleet.run_fleet_command(args, task, args.path, out, columns,

@@ -129,3 +129,16 @@ class Sequence:
             gt_poses=None if self.gt_poses is None else self.gt_poses[idx],
             meta=dict(self.meta),
         )
+
+    def select(self, start: int = 0, step: int = 1, max_frames: int = 0) -> "Sequence":
+        """The frames a command line asks for: every ``step``-th from ``start``, at most
+        ``max_frames`` of them (0: all). A view that starts later or skips frames is named
+        ``<name>_from<start>_step<step>`` so that its outputs never pass for the whole
+        sequence's (the frame count is for the caller to add)."""
+        if start < 0 or step < 1 or max_frames < 0:
+            raise ValueError(f"frame selection needs start >= 0, step >= 1 and max_frames >= 0;"
+                             f" got start {start}, step {step}, max_frames {max_frames}")
+        view = self.subset(start, start + max_frames * step if max_frames else None, step)
+        if start or step != 1:
+            view.name = f"{self.name}_from{start}_step{step}"
+        return view

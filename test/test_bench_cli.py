@@ -15,21 +15,26 @@ def bench(*args) -> subprocess.CompletedProcess:
 
 def test_bench_odometry_kitti_subset(tmp_path):
     kitti = shared_data("sequences", "kitti07_0000-0159")
-    proc = bench("odometry", kitti, "--methods", "orb,sift,orb:n_levels=4", "--max-frames", 15,
-                 "--output", tmp_path, "--json", tmp_path / "o.json", "--no-progress")
+    # From frame 60 on the car drives at 0.6-0.8 m per frame: the translation is observable.
+    # (Frames 0-15, 0.1-0.2 m per frame straight ahead, give 1.5-2.5 px of parallax, where the
+    # direction is rightly reported unknown, more or less often depending on RANSAC's draws.)
+    proc = bench("odometry", kitti, "--methods", "orb,sift,orb:n_levels=4", "--start", 60,
+                 "--max-frames", 15, "--output", tmp_path, "--json", tmp_path / "o.json",
+                 "--no-progress")
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "o.json").read_text())
     assert set(res) == {"orb", "sift", "orb:n_levels=4"}
-    # a method with options gets its own run folder, named from the method
-    assert (tmp_path / "kitti07_0000-0159_n15_orb_n_levels_4_k1000" / "summary.json").is_file()
+    # a method with options gets its own run folder, named from the method and the frames used
+    tag = "kitti07_0000-0159_from60_step1_n15"
+    assert (tmp_path / f"{tag}_orb_n_levels_4_k1000" / "summary.json").is_file()
     for m in res.values():
         assert m["tracked_fraction"] == 1.0
         assert 0 < m["rot_err_median_deg"] < 0.5
         assert 0 < m["tdir_err_median_deg"] < 10
-        assert 0 <= m["pose_auc@5"] <= m["pose_auc@10"] <= m["pose_auc@20"] <= 1
+        assert 0.3 < m["pose_auc@5"] <= m["pose_auc@10"] <= m["pose_auc@20"] <= 1
         assert m["ms_per_frame"] > 0
-    assert (tmp_path / "trajectories_kitti07_0000-0159_n15_k1000.png").is_file()
-    assert (tmp_path / "odometry_kitti07_0000-0159_n15_k1000.md").is_file()
+    assert (tmp_path / f"trajectories_{tag}_k1000.png").is_file()
+    assert (tmp_path / f"odometry_{tag}_k1000.md").is_file()
     assert "| orb |" in proc.stdout and "| sift |" in proc.stdout
 
 

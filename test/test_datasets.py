@@ -94,6 +94,17 @@ def test_kitti07_open_sequence_and_subset() -> None:
     assert len(seq) == 160 and seq.camera is not None
     sub = seq.subset(10, 20, 2)
     np.testing.assert_array_equal(sub.load_image(1), seq.load_image(12))
+    # the command-line selection: same frames, ground truth and stamps, a name that says so
+    sel = seq.select(start=10, step=2, max_frames=5)
+    assert len(sel) == 5 and sel.name == "kitti07_0000-0159_from10_step2"
+    np.testing.assert_array_equal(sel.stamps, seq.stamps[10:20:2])
+    np.testing.assert_array_equal(sel.gt_poses, seq.gt_poses[10:20:2])
+    np.testing.assert_array_equal(sel.load_image(4), seq.load_image(18))
+    assert seq.select(max_frames=7).name == seq.name and len(seq.select(max_frames=7)) == 7
+    assert len(seq.select(start=150, max_frames=20)) == 10 and len(seq.select()) == 160
+    for bad in ({"start": -1}, {"step": 0}, {"max_frames": -3}):
+        with pytest.raises(ValueError, match="frame selection"):
+            seq.select(**bad)
 
 
 def test_kitti_generated_image2_and_frame_numbers(tmp_path: Path) -> None:

@@ -57,14 +57,14 @@ class OdometryBenchTask:
     base: FrontEndConfig
     max_keypoints: int = 1000
     max_frames: int = 0
+    start: int = 0
+    step: int = 1
 
     def __call__(self, path: str, output: str) -> dict:
         from ..datasets import open_sequence
         from ..jsonable import jsonable
 
-        sequence = open_sequence(path)
-        if self.max_frames > 0:
-            sequence = sequence.subset(0, self.max_frames)
+        sequence = open_sequence(path).select(self.start, self.step, self.max_frames)
         results = bench_odometry(sequence, self.methods, self.base, output, self.max_keypoints,
                                  progress=False)
         (Path(output) / "odometry.json").write_text(
