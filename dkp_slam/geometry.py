@@ -33,6 +33,13 @@ PLANAR_SHARE = 0.9
 #: scenarios every confidently wrong direction had less than 3.5 px; above, the search would
 #: only cost time (about as much as the rest of the geometry).
 RIVAL_CHECK_MAX_PARALLAX_PX = 4.0
+#: An essential matrix whose inliers are in front of both cameras for less than this share is a
+#: wrong minimum of the epipolar cost, and the pose is searched again
+#: (:func:`escape_wrong_minimum`).
+CHEIRALITY_SHARE = 0.8
+#: ... or whose rotation leaves more than this times the flow the matches have (a turn traded
+#: for a sideways step).
+FLOW_GAIN = 2.0
 #: Variance used for unobservable directions in covariances (m^2 or rad^2).
 UNKNOWN_VARIANCE = 1e6
 
@@ -550,14 +557,56 @@ def rival_direction(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.nda
     return None
 
 
+def escape_wrong_minimum(E: np.ndarray, inliers: np.ndarray, R01: np.ndarray,
+                         H: Optional[np.ndarray], K: np.ndarray, x0: np.ndarray,
+                         x1: np.ndarray, conf: GeometryConfig, max_points: int = 200
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """RANSAC's essential matrix, or a better minimum of the epipolar cost: ``(E, inliers)``.
+
+    RANSAC can return a wrong minimum: over a near plane (a desk, a floor) with a few to a few
+    tens of pixels of parallax, a translation 60-100 deg off, a rotation 0.3-3 deg off and a
+    third of the inliers behind a camera; driving forward, a turn of 2-11 deg traded for a
+    sideways translation that leaves 5-20x the flow the frames have. The pose is refined
+    (:func:`refine_pose`, on at most ``max_points`` evenly strided inliers) from each axis
+    direction, starting from E's rotation and from the rotation nearest the homography ``H``
+    (or none); the solution that explains all matches best (truncated squared Sampson cost,
+    RANSAC's own criterion) replaces E when it beats it, polished (:func:`polish_essential`)."""
+    focal = 0.5 * (K[0, 0] + K[1, 1])
+    thr2 = (conf.ransac_threshold_px / focal) ** 2
+
+    def cost(E_: np.ndarray) -> float:
+        return float(np.minimum(sampson_residuals(x0, x1, E_) ** 2, thr2).sum())
+
+    idx = np.flatnonzero(inliers)
+    if len(idx) > max_points:
+        idx = idx[np.linspace(0, len(idx) - 1, max_points).round().astype(np.int64)]
+    starts = [R01, nearest_rotation(np.linalg.inv(K) @ H @ K).T if H is not None else np.eye(3)]
+    best_E, best_cost = E, cost(E)
+    for R_start in starts:
+        for t_start in np.eye(3):
+            R, t, _ = refine_pose(x0[idx], x1[idx], R_start, t_start, focal, iterations=10)
+            R10, t10 = invert_pose(R, t)
+            E_c = skew(t10) @ R10
+            c = cost(E_c)
+            if c < best_cost:
+                best_E, best_cost = E_c, c
+    if best_E is E:
+        return E, inliers
+    return polish_essential(best_E, x0, x1, sampson_residuals(x0, x1, best_E) ** 2 < thr2,
+                            np.sqrt(thr2))
+
+
 # ---------------------------------------------------------------------- the estimator
 def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarray],
                            conf: GeometryConfig, plane_normal: Optional[np.ndarray] = None
                            ) -> TwoViewResult:
     """Relative pose between two views from matched, undistorted pixel coordinates.
 
-    Steps: essential matrix by RANSAC (``conf.ransac_method``) with a cheirality check; a
-    homography fitted to the epipolar inliers (RANSAC when there is no E); a rotation-only
+    Steps: essential matrix by RANSAC (``conf.ransac_method``) with a cheirality check, searched
+    again from other starts when it looks like a wrong minimum (:func:`escape_wrong_minimum`:
+    a fifth of its inliers behind a camera, or a rotation that leaves twice the flow the
+    matches have); a homography fitted to the epipolar inliers (RANSAC when there is no E);
+    a rotation-only
     model refined on bearing vectors. Torr's GRIC, on the matches any model explains and with
     the keypoint noise estimated from the epipolar residuals, picks among rotation only (d=2,
     k=3: static camera, pure rotation), homography (d=2, k=8: planar scene) and essential
@@ -604,7 +653,14 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     res.E, res.H = E, H
     R_e = t_e = None
     if E is not None:
-        R_e, t_e, inl_e = recover_pose(E, x0, x1, inl_e)
+        R_e, t_e, front = recover_pose(E, x0, x1, inl_e)
+        if (front.sum() < CHEIRALITY_SHARE * inl_e.sum()
+                or _median_flow(p1[front], apply_homography(K @ R_e.T @ Kinv, p0[front]))
+                > FLOW_GAIN * _median_flow(p1[front], p0[front])):
+            E, inl_e = escape_wrong_minimum(E, inl_e, R_e, H, K, x0, x1, conf)
+            R_e, t_e, front = recover_pose(E, x0, x1, inl_e)
+            res.E = E
+        inl_e = front
     rotation = _rotation_model(p0, p1, x0, x1, K, Kinv, R_e, H, thr2)
     if rotation is None:
         return res

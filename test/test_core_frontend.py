@@ -467,3 +467,18 @@ def test_slow_motion_claims_no_direction_it_cannot_see(scenario):
     res = _run(seq, "keyframe")[1:]
     rot, tdir = _gt_errors(res, seq.gt_poses)
     assert len(tdir) >= 8 and np.median(tdir) < 5 and np.median(rot) < 0.3
+
+
+def test_wrong_minima_over_a_desk_are_escaped():
+    """Handheld over a desk through a barrel lens, keyframes: with tens of pixels of parallax
+    RANSAC often returned a wrong minimum of the epipolar cost (a third of its inliers behind
+    a camera, the rotation 1.5-3.8 deg off: 11 of 59 frames with ORB here, and 4 claimed
+    directions more than 20 deg off). The estimator now searches again from other starts."""
+    from dkp_slam.synthetic import make_scenario
+
+    seq = make_scenario("handheld_distorted", n_frames=60, seed=1)
+    res = _run(seq, "keyframe")[1:]
+    rot, tdir = _gt_errors(res, seq.gt_poses)
+    assert np.sum(rot > 0.8) <= 3, np.round(rot, 2)
+    assert len(tdir) >= 20 and np.all(tdir < 20)
+    assert np.median(rot) < 0.15
