@@ -558,18 +558,19 @@ def rival_direction(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.nda
 
 
 def escape_wrong_minimum(E: np.ndarray, inliers: np.ndarray, R01: np.ndarray,
-                         H: Optional[np.ndarray], K: np.ndarray, x0: np.ndarray,
-                         x1: np.ndarray, conf: GeometryConfig, max_points: int = 200
-                         ) -> tuple[np.ndarray, np.ndarray]:
+                         t01: np.ndarray, H: Optional[np.ndarray], K: np.ndarray,
+                         x0: np.ndarray, x1: np.ndarray, conf: GeometryConfig,
+                         max_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """RANSAC's essential matrix, or a better minimum of the epipolar cost: ``(E, inliers)``.
 
     RANSAC can return a wrong minimum: over a near plane (a desk, a floor) with a few to a few
     tens of pixels of parallax, a translation 60-100 deg off, a rotation 0.3-3 deg off and a
     third of the inliers behind a camera; driving forward, a turn of 2-11 deg traded for a
     sideways translation that leaves 5-20x the flow the frames have. The pose is refined
-    (:func:`refine_pose`, on at most ``max_points`` evenly strided inliers) from each axis
-    direction, starting from E's rotation and from the rotation nearest the homography ``H``
-    (or none); the solution that explains all matches best (truncated squared Sampson cost,
+    (:func:`refine_pose`, on at most ``max_points`` evenly strided inliers) from the two axis
+    directions farthest from E's translation ``t01`` (the nearest leads back to E), starting
+    from E's rotation and from the rotation nearest the homography ``H`` (or none); the
+    solution that explains all matches best (truncated squared Sampson cost,
     RANSAC's own criterion) replaces E when it beats it, polished (:func:`polish_essential`)."""
     focal = 0.5 * (K[0, 0] + K[1, 1])
     thr2 = (conf.ransac_threshold_px / focal) ** 2
@@ -582,8 +583,9 @@ def escape_wrong_minimum(E: np.ndarray, inliers: np.ndarray, R01: np.ndarray,
         idx = idx[np.linspace(0, len(idx) - 1, max_points).round().astype(np.int64)]
     starts = [R01, nearest_rotation(np.linalg.inv(K) @ H @ K).T if H is not None else np.eye(3)]
     best_E, best_cost = E, cost(E)
+    axes = np.eye(3)[np.argsort(np.abs(t01))[:2]]
     for R_start in starts:
-        for t_start in np.eye(3):
+        for t_start in axes:
             R, t, _ = refine_pose(x0[idx], x1[idx], R_start, t_start, focal, iterations=10)
             R10, t10 = invert_pose(R, t)
             E_c = skew(t10) @ R10
@@ -657,7 +659,7 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
         if (front.sum() < CHEIRALITY_SHARE * inl_e.sum()
                 or _median_flow(p1[front], apply_homography(K @ R_e.T @ Kinv, p0[front]))
                 > FLOW_GAIN * _median_flow(p1[front], p0[front])):
-            E, inl_e = escape_wrong_minimum(E, inl_e, R_e, H, K, x0, x1, conf)
+            E, inl_e = escape_wrong_minimum(E, inl_e, R_e, t_e, H, K, x0, x1, conf)
             R_e, t_e, front = recover_pose(E, x0, x1, inl_e)
             res.E = E
         inl_e = front

@@ -513,7 +513,7 @@ def test_wrong_minimum_is_escaped_on_real_frames() -> None:
     E_w = skew(t10) @ R10
     inl_w = np.abs(sampson_residuals(x0, x1, E_w)) < conf.ransac_threshold_px / f
     assert inl_w.mean() > 0.5  # a minimum that explains the matches about as well
-    E, inl = escape_wrong_minimum(E_w, inl_w, R_w, None, K6, x0, x1, conf)
+    E, inl = escape_wrong_minimum(E_w, inl_w, R_w, t_w, None, K6, x0, x1, conf)
     R, t, _ = recover_pose(E, x0, x1, inl)
     assert rot_err(R, R_true) < 0.2 and angle_between_deg(t, t_true) < 5.0
     assert inl.sum() >= inl_w.sum()
