@@ -569,8 +569,8 @@ def escape_wrong_minimum(E: np.ndarray, inliers: np.ndarray, R01: np.ndarray,
     sideways translation that leaves 5-20x the flow the frames have. The pose is refined
     (:func:`refine_pose`, on at most ``max_points`` evenly strided inliers) from the two axis
     directions farthest from E's translation ``t01`` (the nearest leads back to E), starting
-    from E's rotation and from the rotation nearest the homography ``H`` (or none); the
-    solution that explains all matches best (truncated squared Sampson cost,
+    from E's rotation and from the rotation nearest the homography ``H`` (the identity without
+    one); the solution that explains all matches best (truncated squared Sampson cost,
     RANSAC's own criterion) replaces E when it beats it, polished (:func:`polish_essential`)."""
     focal = 0.5 * (K[0, 0] + K[1, 1])
     thr2 = (conf.ransac_threshold_px / focal) ** 2
@@ -608,8 +608,7 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     again from other starts when it looks like a wrong minimum (:func:`escape_wrong_minimum`:
     a fifth of its inliers behind a camera, or a rotation that leaves twice the flow the
     matches have); a homography fitted to the epipolar inliers (RANSAC when there is no E);
-    a rotation-only
-    model refined on bearing vectors. Torr's GRIC, on the matches any model explains and with
+    a rotation-only model refined on bearing vectors. Torr's GRIC, on the matches any model explains and with
     the keypoint noise estimated from the epipolar residuals, picks among rotation only (d=2,
     k=3: static camera, pure rotation), homography (d=2, k=8: planar scene) and essential
     matrix (d=3, k=5: general motion); an essential matrix whose inliers the homography
