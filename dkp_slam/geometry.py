@@ -608,10 +608,10 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     again from other starts when it looks like a wrong minimum (:func:`escape_wrong_minimum`:
     a fifth of its inliers behind a camera, or a rotation that leaves twice the flow the
     matches have); a homography fitted to the epipolar inliers (RANSAC when there is no E);
-    a rotation-only model refined on bearing vectors. Torr's GRIC, on the matches any model explains and with
-    the keypoint noise estimated from the epipolar residuals, picks among rotation only (d=2,
-    k=3: static camera, pure rotation), homography (d=2, k=8: planar scene) and essential
-    matrix (d=3, k=5: general motion); an essential matrix whose inliers the homography
+    a rotation-only model refined on bearing vectors. Torr's GRIC, on the matches any model
+    explains and with the keypoint noise estimated from the epipolar residuals, picks among
+    rotation only (d=2, k=3: static camera, pure rotation), homography (d=2, k=8: planar
+    scene) and essential matrix (d=3, k=5: general motion); an essential matrix whose inliers the homography
     explains almost all (:data:`PLANAR_SHARE`) is degenerate and gives way to H.
     ``conf.model_selection`` can force H or E. A median rotation-compensated parallax (after
     the chosen model's own rotation) below ``conf.min_parallax_px`` always means rotation
