@@ -163,6 +163,14 @@ class TrackerConfig:
     keyframe_max_interval_s: float = setting(
         1.0, "new keyframe at least this often (seconds; 0 = off)", range=(0.0, 3600.0),
         policy=RUNTIME)
+    rotation_anchor_parallax_px: float = setting(
+        4.0, "with reference previous, a frame too close to the previous one for a translation "
+        "(LOW_PARALLAX) takes its rotation from two estimates against an earlier frame with at "
+        "least this much parallax to both (pixels; 0 = off)", range=(0.0, 10000.0),
+        policy=RUNTIME)
+    rotation_anchor_renew_px: float = setting(
+        10.0, "a further such anchor frame is set once the parallax to the newest exceeds this "
+        "(pixels)", range=(0.0, 10000.0), policy=RUNTIME)
     lost_after: int = setting(3, "this many consecutive failed frames make the status LOST and "
                               "reinitialise", range=(1, 1000), policy=RUNTIME)
 

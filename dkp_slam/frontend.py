@@ -23,9 +23,14 @@ from .geometry import (UNKNOWN_VARIANCE, TwoViewResult, estimate_relative_pose, 
                        find_homography)
 from .image import ImageError, to_gray_uint8
 from .matching import Matcher
-from .tracking import Tracker, TrackedFrame, TrackingStatus
+from .tracking import RotationAnchor, Tracker, TrackedFrame, TrackingStatus
 
 log = logging.getLogger(__name__)
+
+#: An estimate against a rotation anchor is used only when its model explains at least this
+#: share of what the one-step estimate explains (as shares of their matches; chosen on the
+#: validation scenarios, seed 1: docs/BENCHMARKS.md).
+ANCHOR_INLIER_SHARE = 0.9
 
 
 @dataclass
@@ -267,6 +272,26 @@ class FrontEnd:
             msg = (f"{geo.num_inliers} inliers of {len(matches)} matches "
                    f"(< {gconf.min_inliers})" + ("; reinitialising" if lost else ""))
 
+        if (tr.conf.reference == "previous" and K is not None
+                and tr.conf.rotation_anchor_parallax_px > 0):
+            if status == TrackingStatus.LOW_PARALLAX:
+                one_step_share = geo.num_inliers / max(len(matches), 1)
+                t_anchor = time.perf_counter()
+                anchored = self._anchored_rotation(frame, prev, binary, K, one_step_share,
+                                                   geo.parallax_px)
+                t_anchored = time.perf_counter()
+                timings["geometry"] += (t_anchored - t_anchor) * 1e3
+                t2 += t_anchored - t_anchor  # (the track stage's time leaves it out)
+                if anchored is not None:
+                    geo.R, rotation_covariance, anchor = anchored
+                    geo.covariance = geo.covariance.copy()
+                    geo.covariance[3:, :3] = geo.covariance[:3, 3:] = 0.0
+                    geo.covariance[3:, 3:] = rotation_covariance
+                    frame.T_world_cam = prev.T_world_cam.copy()
+                    frame.T_world_cam[:3, :3] = prev.T_world_cam[:3, :3] @ geo.R
+                    msg += f"; rotation measured against frame {anchor.index}"
+            else:
+                tr.rotation_anchors.clear()
         res = finish(status, msg, geo, matches, len(matches))
         # Against the keyframe the geometry's parallax is the baseline accumulated since it,
         # and its inliers what is still seen of the keyframe.
@@ -277,6 +302,66 @@ class FrontEnd:
                                      geo.num_inliers if against_keyframe else None)
         timings["track"] = (time.perf_counter() - t2) * 1e3
         return res
+
+    def _anchored_rotation(self, frame: TrackedFrame, prev: TrackedFrame, binary: bool,
+                           K: np.ndarray, one_step_share: float, one_step_parallax_px: float
+                           ) -> Optional[tuple[np.ndarray, np.ndarray, TrackedFrame]]:
+        """Rotation from ``prev`` to ``frame`` as the difference of two rotations measured
+        against one earlier frame, a rotation anchor, with enough parallax to both.
+
+        Below a few pixels of parallax a small step and a small turn move the image alike, so
+        a rotation estimated from one step carries the unknown step (bas-relief ambiguity).
+        Against an anchor ``tracker.rotation_anchor_parallax_px`` or more away the
+        translation's direction is observable and the rotation is not taken into it; what the
+        two estimates share (the anchor's keypoints, its plane) cancels in their difference.
+        The anchors are the frame before a stretch of LOW_PARALLAX frames, then every frame
+        once the parallax to the newest anchor passes ``tracker.rotation_anchor_renew_px``;
+        the older ones are dropped when a newer one serves, or when they are lost. An estimate
+        against an anchor counts only when its model explains at least
+        :data:`ANCHOR_INLIER_SHARE` times the share of matches that the one-step estimate
+        explains (``one_step_share``): over a desk with objects on it, a homography that
+        leaves the objects out is often chosen against an anchor, and its rotation is worse
+        than the one-step one.
+
+        Returns ``(R of T_prev_frame, its 3x3 covariance about prev's axes, the anchor)``, or
+        None when no anchor has enough parallax yet (then the one-step rotation stands).
+        """
+        tr, gconf, c = self.tracker, self.config.geometry, self.tracker.conf
+        anchors = tr.rotation_anchors
+        if not anchors:
+            anchors.append(RotationAnchor(prev))
+        for i in range(len(anchors) - 1, -1, -1):
+            anchor = anchors[i]
+            if np.isfinite(one_step_parallax_px):
+                anchor.parallax_bound_px += one_step_parallax_px
+            if anchor.frame is prev or (anchor.R_to_previous is None and anchor.parallax_bound_px
+                                        < c.rotation_anchor_parallax_px):
+                continue  # (an anchor not serving yet is measured once it may have parallax)
+            R_world_anchor = anchor.frame.T_world_cam[:3, :3]
+            normal = (R_world_anchor.T @ tr.plane_normal_world
+                      if tr.plane_normal_world is not None else None)
+            m, _ = self.matcher.match(anchor.frame.descriptors, frame.descriptors, binary)
+            geo = (estimate_relative_pose(anchor.frame.undistorted[m[:, 0]],
+                                          frame.undistorted[m[:, 1]], K, gconf, normal)
+                   if len(m) >= gconf.min_inliers else None)
+            if geo is None or geo.R is None or geo.num_inliers < gconf.min_inliers:
+                del anchors[:i + 1]  # lost: this anchor and the older ones
+                return None
+            R_prev, cov_prev = anchor.R_to_previous, anchor.rotation_covariance
+            usable = (geo.model in ("essential", "homography")
+                      and geo.parallax_px >= c.rotation_anchor_parallax_px
+                      and geo.num_inliers >= ANCHOR_INLIER_SHARE * one_step_share * len(m))
+            anchor.R_to_previous = geo.R if usable else None
+            anchor.parallax_bound_px = geo.parallax_px
+            anchor.rotation_covariance = geo.covariance[3:, 3:] if usable else None
+            if usable and R_prev is not None:
+                del anchors[:i]  # a newer anchor serves: the older ones are not needed
+                if anchors[-1] is anchor and geo.parallax_px >= c.rotation_anchor_renew_px:
+                    anchors.append(RotationAnchor(frame))
+                R = R_prev.T @ geo.R
+                cov = R_prev.T @ (cov_prev + geo.covariance[3:, 3:]) @ R_prev
+                return R, cov, anchor.frame
+        return None
 
     def _verified_matches(self, prev: TrackedFrame | None, frame: TrackedFrame, binary: bool,
                           K: np.ndarray | None) -> np.ndarray:

@@ -49,6 +49,19 @@ class TrackedFrame:
     T_world_cam: np.ndarray  # 4x4, chained, up to scale
 
 
+@dataclass
+class RotationAnchor:
+    """A frame that the rotation of slow frames is measured against (``reference:
+    previous``): its rotation to the previous frame, when that had enough parallax to it."""
+
+    frame: TrackedFrame
+    R_to_previous: Optional[np.ndarray] = None  # R of T_anchor_previous
+    rotation_covariance: Optional[np.ndarray] = None  # 3x3, about the anchor's axes (rad^2)
+    #: The parallax last measured to the anchor plus the one-step parallaxes since: an upper
+    #: estimate of the parallax now, so a static camera does not measure it every frame.
+    parallax_bound_px: float = 0.0
+
+
 class Tracker:
     """Track ids, the reference / keyframe policy and the failure counter behind the LOST
     status. The front-end reports what happened to each frame (:meth:`start`,
@@ -69,6 +82,10 @@ class Tracker:
         #: Unit normal (world frame) of the plane the last homography pose was found on: it
         #: tells the two decompositions of the next plane's homography apart.
         self.plane_normal_world: Optional[np.ndarray] = None
+        #: Frames the rotation of LOW_PARALLAX frames is measured against with ``reference:
+        #: previous``, oldest first (see :meth:`dkp_slam.frontend.FrontEnd`); emptied by any
+        #: frame that is not LOW_PARALLAX.
+        self.rotation_anchors: list[RotationAnchor] = []
         self.failures = 0
         self._next_id = 0
 

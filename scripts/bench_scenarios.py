@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dkp_slam.config import FrontEndConfig  # noqa: E402
+from dkp_slam.config import FrontEndConfig, parse_set_options  # noqa: E402
 from dkp_slam.runner import run_sequence  # noqa: E402
 from dkp_slam.sequence import Sequence  # noqa: E402
 from dkp_slam.synthetic import SCENARIOS, make_scenario  # noqa: E402
@@ -88,7 +88,7 @@ def main() -> int:
                         help="front-end option for every run, e.g. geometry.min_parallax_px=2")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
-    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides = parse_set_options(args.set)
     rows = []
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:

@@ -406,9 +406,10 @@ def test_frame_result_contents(kitti, kitti_frames) -> None:
 
 
 # ---------------------------------------------------------------- where robots really are
-def _run(seq, reference: str, detector: str = "orb") -> list[FrameResult]:
+def _run(seq, reference: str, detector: str = "orb", **settings) -> list[FrameResult]:
     fe = FrontEnd(FrontEndConfig.from_dict({"detector.name": detector,
-                                            "tracker.reference": reference}), seq.camera)
+                                            "tracker.reference": reference, **settings}),
+                  seq.camera)
     return [fe.process(img, stamp, "bgr") for stamp, img in seq]
 
 
@@ -467,6 +468,30 @@ def test_slow_motion_claims_no_direction_it_cannot_see(scenario):
     res = _run(seq, "keyframe")[1:]
     rot, tdir = _gt_errors(res, seq.gt_poses)
     assert len(tdir) >= 8 and np.median(tdir) < 5 and np.median(rot) < 0.3
+
+
+def test_slow_frames_take_their_rotation_from_an_anchor():
+    """Creeping along a corridor at 1 cm per frame with ``reference: previous``: one step
+    cannot tell the step from a turn of a tenth of a degree, so the one-step rotation carries
+    the step. Measured against an earlier frame with enough parallax to both frames, the
+    difference of the two rotations does not; its covariance says what it is worth."""
+    from dkp_slam.synthetic import make_scenario
+
+    seq = make_scenario("corridor_slow", n_frames=40, seed=2)
+    one_step = _run(seq, "previous", **{"tracker.rotation_anchor_parallax_px": 0.0})[1:]
+    anchored = _run(seq, "previous")[1:]
+    assert not any("measured against" in r.message for r in one_step)
+    used = [r for r in anchored if "rotation measured against frame" in r.message]
+    assert len(used) >= len(anchored) / 2 and all(r.status == S.LOW_PARALLAX for r in used)
+    rot_one, _ = _gt_errors(one_step, seq.gt_poses)
+    rot_anchored, _ = _gt_errors(anchored, seq.gt_poses)
+    assert np.median(rot_anchored) < 0.08
+    assert np.median(rot_one) > 1.5 * np.median(rot_anchored)
+    # The translation stays unknown, the rotation's covariance is the two estimates'.
+    rot_used, _ = _gt_errors(used, seq.gt_poses)
+    sigma_deg = np.degrees([np.sqrt(np.trace(r.covariance[3:, 3:])) for r in used])
+    assert all(np.all(np.diag(r.covariance)[:3] >= 1e6) and not r.t.any() for r in used)
+    assert np.all(sigma_deg < 1.0) and np.mean(rot_used < 3 * sigma_deg) >= 0.8
 
 
 def test_wrong_minima_over_a_desk_are_escaped():
