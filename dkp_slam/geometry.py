@@ -615,8 +615,9 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     explains almost all (:data:`PLANAR_SHARE`) is degenerate and gives way to H.
     ``conf.model_selection`` can force H or E. A median rotation-compensated parallax (after
     the chosen model's own rotation) below ``conf.min_parallax_px`` always means rotation
-    only, whose result has ``t = 0``; a translation with a parallax below
-    ``conf.min_translation_parallax_px`` or whose direction's standard deviation exceeds
+    only, whose result has ``t = 0`` and a rotation covariance that includes the turn such a
+    translation looks like (the rotation takes the step in); a translation with a parallax
+    below ``conf.min_translation_parallax_px`` or whose direction's standard deviation exceeds
     ``conf.max_direction_sigma_deg`` is not reported either (``t = 0``, its covariance
     unknown), the translating model's rotation is kept: a few pixels fix the rotation, not the
     direction. A planar scene with enough parallax gets its pose from the
@@ -699,6 +700,17 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     if model == "rotation" or parallax < conf.min_parallax_px:
         res.model, res.R, res.t = "rotation", R_rot, np.zeros(3)
         res.covariance = pose_covariance(x0[inliers], x1[inliers], R_rot, res.t, focal, False)
+        # The rotation takes in whatever translation there is (a step across the view moves
+        # the image like a turn about the axis across it): as much as the translating model's
+        # parallax, which is below min_parallax_px here, about the x and y axes.
+        if model != "rotation":
+            absorbed_px = parallax
+        elif R_e is not None:
+            absorbed_px = _median_flow(p1[inl_e], apply_homography(K @ R_e.T @ Kinv, p0[inl_e]))
+        else:
+            absorbed_px = conf.min_parallax_px
+        absorbed_px = min(absorbed_px, conf.min_parallax_px)
+        res.covariance[3:5, 3:5] += np.eye(2) * (absorbed_px / focal) ** 2
         return res
     res.model, res.R = model, R
     res.covariance = pose_covariance(x0[inliers], x1[inliers], R, t, focal, True,
