@@ -10,7 +10,7 @@ the OpenCV frame (x right, y down, z forward). ``t`` has unit norm: monocular sc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -560,7 +560,9 @@ def rival_direction(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.nda
 def escape_wrong_minimum(E: np.ndarray, inliers: np.ndarray, R01: np.ndarray,
                          t01: np.ndarray, H: Optional[np.ndarray], K: np.ndarray,
                          x0: np.ndarray, x1: np.ndarray, conf: GeometryConfig,
-                         max_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+                         max_points: int = 200,
+                         extra_starts: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+                         only_extra: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """RANSAC's essential matrix, or a better minimum of the epipolar cost: ``(E, inliers)``.
 
     RANSAC can return a wrong minimum: over a near plane (a desk, a floor) with a few to a few
@@ -570,28 +572,46 @@ def escape_wrong_minimum(E: np.ndarray, inliers: np.ndarray, R01: np.ndarray,
     (:func:`refine_pose`, on at most ``max_points`` evenly strided inliers) from the two axis
     directions farthest from E's translation ``t01`` (the nearest leads back to E), starting
     from E's rotation and from the rotation nearest the homography ``H`` (the identity without
-    one); the solution that explains all matches best (truncated squared Sampson cost,
-    RANSAC's own criterion) replaces E when it beats it, polished (:func:`polish_essential`)."""
+    one), and from each ``(R01, t01)`` of ``extra_starts`` (a motion prior: the motion of the
+    frame before), refined on the matches that start itself explains; with ``only_extra``
+    from those alone, a cheap check for any frame. The solution that explains all matches
+    best (truncated squared Sampson cost, RANSAC's own criterion) replaces E when it beats it,
+    polished (:func:`polish_essential`)."""
     focal = 0.5 * (K[0, 0] + K[1, 1])
     thr2 = (conf.ransac_threshold_px / focal) ** 2
 
     def cost(E_: np.ndarray) -> float:
         return float(np.minimum(sampson_residuals(x0, x1, E_) ** 2, thr2).sum())
 
-    idx = np.flatnonzero(inliers)
-    if len(idx) > max_points:
-        idx = idx[np.linspace(0, len(idx) - 1, max_points).round().astype(np.int64)]
-    starts = [R01, nearest_rotation(np.linalg.inv(K) @ H @ K).T if H is not None else np.eye(3)]
+    def strided(mask: np.ndarray) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        if len(idx) > max_points:
+            idx = idx[np.linspace(0, len(idx) - 1, max_points).round().astype(np.int64)]
+        return idx
+
+    def essential(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+        R10, t10 = invert_pose(R, t)
+        return skew(unit(t10)) @ R10
+
+    # A start with a translation (the prior) is refined on the matches it explains itself,
+    # the axis starts (no translation to judge by) on E's inliers.
+    starts = [(R, t, strided(sampson_residuals(x0, x1, essential(R, t)) ** 2 < thr2))
+              for R, t in extra_starts]
+    if not only_extra:
+        rotations = [R01, nearest_rotation(np.linalg.inv(K) @ H @ K).T if H is not None
+                     else np.eye(3)]
+        axes = np.eye(3)[np.argsort(np.abs(t01))[:2]]
+        idx = strided(inliers)
+        starts = [(R, t, idx) for R in rotations for t in axes] + starts
     best_E, best_cost = E, cost(E)
-    axes = np.eye(3)[np.argsort(np.abs(t01))[:2]]
-    for R_start in starts:
-        for t_start in axes:
-            R, t, _ = refine_pose(x0[idx], x1[idx], R_start, t_start, focal, iterations=10)
-            R10, t10 = invert_pose(R, t)
-            E_c = skew(t10) @ R10
-            c = cost(E_c)
-            if c < best_cost:
-                best_E, best_cost = E_c, c
+    for R_start, t_start, idx in starts:
+        if len(idx) < 8:
+            continue
+        R, t, _ = refine_pose(x0[idx], x1[idx], R_start, t_start, focal, iterations=10)
+        E_c = essential(R, t)
+        c = cost(E_c)
+        if c < best_cost:
+            best_E, best_cost = E_c, c
     if best_E is E:
         return E, inliers
     return polish_essential(best_E, x0, x1, sampson_residuals(x0, x1, best_E) ** 2 < thr2,
@@ -600,7 +620,8 @@ def escape_wrong_minimum(E: np.ndarray, inliers: np.ndarray, R01: np.ndarray,
 
 # ---------------------------------------------------------------------- the estimator
 def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarray],
-                           conf: GeometryConfig, plane_normal: Optional[np.ndarray] = None
+                           conf: GeometryConfig, plane_normal: Optional[np.ndarray] = None,
+                           motion_prior: Optional[tuple[np.ndarray, np.ndarray]] = None
                            ) -> TwoViewResult:
     """Relative pose between two views from matched, undistorted pixel coordinates.
 
@@ -632,6 +653,9 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
         conf: geometry options.
         plane_normal: unit normal of the plane expected in the scene, in the reference camera's
             frame (:attr:`TwoViewResult.plane_normal` of an earlier frame), or None.
+        motion_prior: ``(R, t)``, a guess of ``T_0_1`` (the motion of the frame before, whose
+            translation was known), or None. The pose is also refined from it, and replaces
+            RANSAC's when it explains the matches better (:func:`escape_wrong_minimum`).
     """
     p0 = np.ascontiguousarray(p0, dtype=np.float64).reshape(-1, 2)
     p1 = np.ascontiguousarray(p1, dtype=np.float64).reshape(-1, 2)
@@ -659,9 +683,17 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
         if (front.sum() < CHEIRALITY_SHARE * inl_e.sum()
                 or _median_flow(p1[front], apply_homography(K @ R_e.T @ Kinv, p0[front]))
                 > FLOW_GAIN * _median_flow(p1[front], p0[front])):
-            E, inl_e = escape_wrong_minimum(E, inl_e, R_e, t_e, H, K, x0, x1, conf)
+            E, inl_e = escape_wrong_minimum(E, inl_e, R_e, t_e, H, K, x0, x1, conf,
+                                            extra_starts=[motion_prior] if motion_prior else ())
             R_e, t_e, front = recover_pose(E, x0, x1, inl_e)
             res.E = E
+        elif motion_prior is not None:
+            E_p, inl_p = escape_wrong_minimum(E, inl_e, R_e, t_e, H, K, x0, x1, conf,
+                                              extra_starts=[motion_prior], only_extra=True)
+            if E_p is not E:
+                E, inl_e = E_p, inl_p
+                R_e, t_e, front = recover_pose(E, x0, x1, inl_e)
+                res.E = E
         inl_e = front
     rotation = _rotation_model(p0, p1, x0, x1, K, Kinv, R_e, H, thr2)
     if rotation is None:
