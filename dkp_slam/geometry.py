@@ -741,7 +741,8 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
             absorbed_px = _median_flow(p1[inl_e], apply_homography(K @ R_e.T @ Kinv, p0[inl_e]))
         else:
             absorbed_px = conf.min_parallax_px
-        absorbed_px = min(absorbed_px, conf.min_parallax_px)
+        if not absorbed_px <= conf.min_parallax_px:  # (also NaN: no E inlier in front)
+            absorbed_px = conf.min_parallax_px
         res.covariance[3:5, 3:5] += np.eye(2) * (absorbed_px / focal) ** 2
         return res
     res.model, res.R = model, R
