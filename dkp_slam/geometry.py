@@ -632,8 +632,9 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     a rotation-only model refined on bearing vectors. Torr's GRIC, on the matches any model
     explains and with the keypoint noise estimated from the epipolar residuals, picks among
     rotation only (d=2, k=3: static camera, pure rotation), homography (d=2, k=8: planar
-    scene) and essential matrix (d=3, k=5: general motion); an essential matrix whose inliers the homography
-    explains almost all (:data:`PLANAR_SHARE`) is degenerate and gives way to H.
+    scene) and essential matrix (d=3, k=5: general motion); an essential matrix whose inliers
+    the homography explains almost all (:data:`PLANAR_SHARE`) is degenerate and gives way to
+    H.
     ``conf.model_selection`` can force H or E. A median rotation-compensated parallax (after
     the chosen model's own rotation) below ``conf.min_parallax_px`` always means rotation
     only, whose result has ``t = 0`` and a rotation covariance that includes the turn such a
@@ -680,20 +681,18 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
     R_e = t_e = None
     if E is not None:
         R_e, t_e, front = recover_pose(E, x0, x1, inl_e)
-        if (front.sum() < CHEIRALITY_SHARE * inl_e.sum()
-                or _median_flow(p1[front], apply_homography(K @ R_e.T @ Kinv, p0[front]))
-                > FLOW_GAIN * _median_flow(p1[front], p0[front])):
-            E, inl_e = escape_wrong_minimum(E, inl_e, R_e, t_e, H, K, x0, x1, conf,
-                                            extra_starts=[motion_prior] if motion_prior else ())
-            R_e, t_e, front = recover_pose(E, x0, x1, inl_e)
-            res.E = E
-        elif motion_prior is not None:
-            E_p, inl_p = escape_wrong_minimum(E, inl_e, R_e, t_e, H, K, x0, x1, conf,
-                                              extra_starts=[motion_prior], only_extra=True)
-            if E_p is not E:
-                E, inl_e = E_p, inl_p
-                R_e, t_e, front = recover_pose(E, x0, x1, inl_e)
+        suspect = (front.sum() < CHEIRALITY_SHARE * inl_e.sum()
+                   or _median_flow(p1[front], apply_homography(K @ R_e.T @ Kinv, p0[front]))
+                   > FLOW_GAIN * _median_flow(p1[front], p0[front]))
+        if suspect or motion_prior is not None:
+            # a wrong-looking minimum is searched from every start, any other from the prior
+            E_s, inl_s = escape_wrong_minimum(
+                E, inl_e, R_e, t_e, H, K, x0, x1, conf, only_extra=not suspect,
+                extra_starts=[motion_prior] if motion_prior is not None else ())
+            if E_s is not E:
+                E, inl_e = E_s, inl_s
                 res.E = E
+                R_e, t_e, front = recover_pose(E, x0, x1, inl_e)
         inl_e = front
     rotation = _rotation_model(p0, p1, x0, x1, K, Kinv, R_e, H, thr2)
     if rotation is None:
