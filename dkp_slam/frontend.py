@@ -229,8 +229,8 @@ class FrontEnd:
         R_world_ref = ref.T_world_cam[:3, :3]
         normal = (R_world_ref.T @ tr.plane_normal_world
                   if tr.plane_normal_world is not None else None)
-        # The motion of the frame before is a start for this one's (a car's turn does not stop
-        # between frames): against the previous frame, or against the same keyframe.
+        # The last known motion is a start for this one's (a car's turn does not stop between
+        # frames): against the previous frame, or against the same keyframe.
         prior = None
         if tr.last_motion is not None and (tr.conf.reference == "previous"
                                            or tr.last_motion[0] == ref.index):
@@ -298,8 +298,12 @@ class FrontEnd:
                     msg += f"; rotation measured against frame {anchor.index}"
             else:
                 tr.rotation_anchors.clear()
-        tr.last_motion = ((ref.index, geo.R, geo.t) if status == TrackingStatus.OK
-                          and geo.R is not None and geo.translation_valid else None)
+        # A LOW_PARALLAX frame keeps the last known motion as the next frame's start: one step
+        # too short to tell its direction does not make the motion before unknown.
+        if status == TrackingStatus.OK and geo.R is not None and geo.translation_valid:
+            tr.last_motion = (ref.index, geo.R, geo.t)
+        elif status != TrackingStatus.LOW_PARALLAX:
+            tr.last_motion = None
         res = finish(status, msg, geo, matches, len(matches))
         # Against the keyframe the geometry's parallax is the baseline accumulated since it,
         # and its inliers what is still seen of the keyframe.

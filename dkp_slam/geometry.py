@@ -654,7 +654,7 @@ def estimate_relative_pose(p0: np.ndarray, p1: np.ndarray, K: Optional[np.ndarra
         conf: geometry options.
         plane_normal: unit normal of the plane expected in the scene, in the reference camera's
             frame (:attr:`TwoViewResult.plane_normal` of an earlier frame), or None.
-        motion_prior: ``(R, t)``, a guess of ``T_0_1`` (the motion of the frame before, whose
+        motion_prior: ``(R, t)``, a guess of ``T_0_1`` (the motion of the last frame whose
             translation was known), or None. The pose is also refined from it, and replaces
             RANSAC's when it explains the matches better (:func:`escape_wrong_minimum`).
     """

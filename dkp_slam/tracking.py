@@ -86,8 +86,9 @@ class Tracker:
         #: previous``, oldest first (see :meth:`dkp_slam.frontend.FrontEnd`); emptied by any
         #: frame that is not LOW_PARALLAX.
         self.rotation_anchors: list[RotationAnchor] = []
-        #: ``(reference index, R, t)``: the previous frame's motion when its translation was
-        #: known (status OK), a start for the next frame's pose; else None.
+        #: ``(reference index, R, t)``: the motion of the last frame whose translation was
+        #: known (status OK), a start for the next frame's pose; kept over LOW_PARALLAX
+        #: frames, None after any other status.
         self.last_motion: Optional[tuple[int, np.ndarray, np.ndarray]] = None
         self.failures = 0
         self._next_id = 0

@@ -25,7 +25,7 @@ def test_defaults_are_valid_and_consistent() -> None:
     # Instances do not share mutable sections.
     other = FrontEndConfig()
     other.detector.orb.n_levels = 3
-    assert conf.detector.orb.n_levels == 8
+    assert conf.detector.orb.n_levels == 1
 
 
 def test_from_dict_nested_and_dotted() -> None:

@@ -119,9 +119,29 @@ def test_kitti_chained_pose(kitti, kitti_run) -> None:
             T[:3, :3], T[:3, 3] = cur.R, cur.t
             np.testing.assert_allclose(cur.T_world_cam, prev.T_world_cam @ T, atol=1e-9)
     # The car pulls away and turns left: the chained unit steps (none while the direction is
-    # withheld) point where the true position is.
-    end = recs[30].T_world_cam[:3, 3]
-    assert angle_between_deg(end, kitti.gt_poses[30][:3, 3]) < 15
+    # withheld) point where the true position is, once the car has driven off (frame 40: the
+    # first 20 frames, 0.1-0.2 m each, are mostly withheld, which bends the chain before).
+    for k in range(40, len(recs), 20):
+        end = recs[k].T_world_cam[:3, 3]
+        assert angle_between_deg(end, kitti.gt_poses[k][:3, 3]) < 15, k
+
+
+def test_the_motion_before_outlasts_a_withheld_step(kitti) -> None:
+    """The motion of the last frame with a known translation stays the next frame's start
+    over a LOW_PARALLAX frame (one step too short for a direction); a frame with no pose
+    drops it."""
+    fe = FrontEnd(FrontEndConfig.from_dict({"detector.name": "orb"}), kitti.camera)
+    frame60, frame61 = kitti.load_image(60), kitti.load_image(61)
+    fe.process(frame60, 6.0)
+    assert fe.process(frame61, 6.1).status == TrackingStatus.OK
+    known = fe.tracker.last_motion
+    assert known is not None
+    # The same view again: the camera stood still, no direction to tell.
+    assert fe.process(frame61, 6.2).status == TrackingStatus.LOW_PARALLAX
+    assert fe.tracker.last_motion is known
+    blank = np.full_like(frame61, 128)
+    assert fe.process(blank, 6.3).status == TrackingStatus.FEW_MATCHES
+    assert fe.tracker.last_motion is None
 
 
 def test_kitti_track_ids(kitti_run) -> None:
@@ -474,12 +494,15 @@ def test_slow_frames_take_their_rotation_from_an_anchor():
     """Creeping along a corridor at 1 cm per frame with ``reference: previous``: one step
     cannot tell the step from a turn of a tenth of a degree, so the one-step rotation carries
     the step. Measured against an earlier frame with enough parallax to both frames, the
-    difference of the two rotations does not; its covariance says what it is worth."""
+    difference of the two rotations does not; its covariance says what it is worth. ORB with
+    its 8-level pyramid, whose coarse keypoints make the one-step rotation carry the step
+    most (0.18 deg median here; 0.07 with the default single level, 0.05 anchored)."""
     from dkp_slam.synthetic import make_scenario
 
     seq = make_scenario("corridor_slow", n_frames=40, seed=2)
-    one_step = _run(seq, "previous", **{"tracker.rotation_anchor_parallax_px": 0.0})[1:]
-    anchored = _run(seq, "previous")[1:]
+    pyramid = {"detector.orb.n_levels": 8}
+    one_step = _run(seq, "previous", **pyramid, **{"tracker.rotation_anchor_parallax_px": 0.0})[1:]
+    anchored = _run(seq, "previous", **pyramid)[1:]
     assert not any("measured against" in r.message for r in one_step)
     used = [r for r in anchored if "rotation measured against frame" in r.message]
     assert len(used) >= len(anchored) / 2 and all(r.status == S.LOW_PARALLAX for r in used)

@@ -44,7 +44,7 @@ def test_unregistered_name_is_a_config_error_naming_the_registered_ones():
 
 def test_plugin_options_are_a_section_of_the_detector_config(registered_here):
     conf = FrontEndConfig.from_dict({"detector.name": NAME, MIN_DISTANCE[0]: MIN_DISTANCE[1]})
-    assert conf.detector.shi_tomasi_orb.min_distance == 7 and conf.detector.orb.n_levels == 8
+    assert conf.detector.shi_tomasi_orb.min_distance == 7 and conf.detector.orb.n_levels == 1
     with pytest.raises(ConfigError, match="min_distance=0: must be in"):
         FrontEndConfig.from_dict({MIN_DISTANCE[0]: 0})
     assert "detector.shi_tomasi_orb.quality_level" in {s.name for s in parameter_specs()}

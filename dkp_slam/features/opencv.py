@@ -19,7 +19,11 @@ class OrbConfig:
 
     scale_factor: float = setting(1.2, "ORB pyramid decimation ratio (cv2.ORB_create scaleFactor)",
                                   range=(1.01, 4.0))
-    n_levels: int = setting(8, "ORB pyramid levels (cv2.ORB_create nlevels)", range=(1, 16))
+    n_levels: int = setting(
+        1, "ORB pyramid levels (cv2.ORB_create nlevels). 1 keeps every keypoint at full "
+        "resolution, which frame-to-frame tracking needs (a keypoint of level k is "
+        "scale_factor ** k px coarse); 8 (OpenCV's default) tolerates large scale changes "
+        "between the images", range=(1, 16))
     fast_threshold: int = setting(20, "ORB FAST threshold (cv2.ORB_create fastThreshold)",
                                   range=(1, 255))
 
