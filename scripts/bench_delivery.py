@@ -106,7 +106,19 @@ def _spin_in_thread(node):
     ex.add_node(node)
     th = threading.Thread(target=lambda: _spin(ex, rclpy), daemon=True)
     th.start()
-    return ex
+    return ex, th
+
+
+def _close(node, spinning) -> None:
+    """Stop the spinning thread, then destroy the node and shut down: a participant left to
+    the interpreter's exit keeps its Fast DDS shared-memory segment in /dev/shm."""
+    import rclpy
+
+    ex, th = spinning
+    rclpy.try_shutdown()
+    th.join(timeout=5)
+    ex.shutdown()
+    node.destroy_node()
 
 
 def _spin(ex, rclpy):
@@ -144,7 +156,7 @@ def run_subscriber(qos: str, match_timeout: float) -> int:
                 lat.append(now - sent)
 
     node.create_subscription(Image, TOPIC, on_image, make_qos(qos))
-    _spin_in_thread(node)
+    spinning = _spin_in_thread(node)
     t0 = time.monotonic()
     while node.count_publishers(TOPIC) < 1 and time.monotonic() - t0 < match_timeout:
         time.sleep(0.02)
@@ -156,8 +168,7 @@ def run_subscriber(qos: str, match_timeout: float) -> int:
                "latency_ms_median": (statistics.median(lat) * 1e3 if lat else None),
                "latency_ms_max": (max(lat) * 1e3 if lat else None)}
     _say(res)
-    node.destroy_node()
-    rclpy.try_shutdown()
+    _close(node, spinning)
     return 0
 
 
@@ -177,7 +188,7 @@ def run_publisher(qos: str, width: int, height: int, encoding: str, frames: int,
     bpp = 2 if encoding == "mono16" else 1
     msg.step = width * ch * (bpp if ch == 2 else 1)
     msg.data = rng.integers(0, 256, size=msg.step * height, dtype=np.uint8).tobytes()
-    _spin_in_thread(node)
+    spinning = _spin_in_thread(node)
     t0 = time.monotonic()
     while pub.get_subscription_count() < 1 and time.monotonic() - t0 < match_timeout:
         time.sleep(0.02)
@@ -206,8 +217,7 @@ def run_publisher(qos: str, width: int, height: int, encoding: str, frames: int,
     _say({"event": "sent", "sent": frames, "elapsed_s": elapsed, "late": late,
           "publish_ms_median": statistics.median(pub_ms), "publish_ms_max": max(pub_ms)})
     sys.stdin.readline()  # "stop": keep the writer alive until the subscriber is done
-    node.destroy_node()
-    rclpy.try_shutdown()
+    _close(node, spinning)
     return 0
 
 
