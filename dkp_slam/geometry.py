@@ -273,6 +273,13 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 0 else v
 
 
+def essential_from_pose(R01: np.ndarray, t01: np.ndarray) -> np.ndarray:
+    """The essential matrix of the pose ``T_0_1 = (R01, t01)``: ``x1^T E x0 = 0`` for the
+    normalised coordinates of one point in views 0 and 1 (scaled by ``|t01|``)."""
+    R10, t10 = invert_pose(R01, t01)
+    return skew(t10) @ R10
+
+
 def skew(v: np.ndarray) -> np.ndarray:
     return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
 
@@ -478,10 +485,7 @@ def _pose_residuals(x0: np.ndarray, x1: np.ndarray, R01: np.ndarray, t01: np.nda
     B = np.linalg.svd(t01.reshape(1, 3))[2][1:].T  # 3x2 tangent basis at t
 
     def residuals(params: np.ndarray) -> np.ndarray:
-        Es = []
-        for p in params:
-            R10, t10 = invert_pose(so3_exp(p[:3]) @ R01, unit(t01 + B @ p[3:]))
-            Es.append(skew(t10) @ R10)
+        Es = [essential_from_pose(so3_exp(p[:3]) @ R01, unit(t01 + B @ p[3:])) for p in params]
         return _sampson_batch(x0, x1, np.array(Es)) * focal
 
     residuals.basis = B  # type: ignore[attr-defined]
@@ -589,13 +593,9 @@ def escape_wrong_minimum(E: np.ndarray, inliers: np.ndarray, R01: np.ndarray,
             idx = idx[np.linspace(0, len(idx) - 1, max_points).round().astype(np.int64)]
         return idx
 
-    def essential(R: np.ndarray, t: np.ndarray) -> np.ndarray:
-        R10, t10 = invert_pose(R, t)
-        return skew(unit(t10)) @ R10
-
     # A start with a translation (the prior) is refined on the matches it explains itself,
     # the axis starts (no translation to judge by) on E's inliers.
-    starts = [(R, t, strided(sampson_residuals(x0, x1, essential(R, t)) ** 2 < thr2))
+    starts = [(R, t, strided(sampson_residuals(x0, x1, essential_from_pose(R, t)) ** 2 < thr2))
               for R, t in extra_starts]
     if not only_extra:
         rotations = [R01, nearest_rotation(np.linalg.inv(K) @ H @ K).T if H is not None
@@ -608,7 +608,7 @@ def escape_wrong_minimum(E: np.ndarray, inliers: np.ndarray, R01: np.ndarray,
         if len(idx) < 8:
             continue
         R, t, _ = refine_pose(x0[idx], x1[idx], R_start, t_start, focal, iterations=10)
-        E_c = essential(R, t)
+        E_c = essential_from_pose(R, t)
         c = cost(E_c)
         if c < best_cost:
             best_E, best_cost = E_c, c

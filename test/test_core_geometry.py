@@ -20,6 +20,7 @@ from dkp_slam.geometry import (
     apply_homography,
     direction_sigma_deg,
     escape_wrong_minimum,
+    essential_from_pose,
     estimate_relative_pose,
     find_essential,
     find_homography,
@@ -524,14 +525,13 @@ def test_wrong_minimum_is_escaped_on_real_frames() -> None:
     x0, x1 = to_normalised(p0, K6), to_normalised(p1, K6)
     f = K6[0, 0]
     conf = GeometryConfig()
-    R10, t10 = invert_pose(R_true, t_true / np.linalg.norm(t_true))
-    good = np.abs(sampson_residuals(x0, x1, skew(t10) @ R10)) < conf.ransac_threshold_px / f
+    E_true = essential_from_pose(R_true, unit(t_true))
+    good = np.abs(sampson_residuals(x0, x1, E_true)) < conf.ransac_threshold_px / f
     # the wrong minimum, reached by refining from a turn of 7 deg and a sideways step
     R_w, t_w, _ = refine_pose(x0[good], x1[good], so3_exp([0.0, 0.12, 0.0]) @ R_true,
                               np.eye(3)[0], f, iterations=30)
     assert rot_err(R_w, R_true) > 3.0 and angle_between_deg(t_w, t_true) > 45.0
-    R10, t10 = invert_pose(R_w, t_w)
-    E_w = skew(t10) @ R10
+    E_w = essential_from_pose(R_w, t_w)
     inl_w = np.abs(sampson_residuals(x0, x1, E_w)) < conf.ransac_threshold_px / f
     assert inl_w.mean() > 0.5  # a minimum that explains the matches about as well
     E, inl = escape_wrong_minimum(E_w, inl_w, R_w, t_w, None, K6, x0, x1, conf)
@@ -556,13 +556,12 @@ def test_the_motion_before_is_a_start_on_real_frames() -> None:
     f, conf = K6[0, 0], GeometryConfig()
     before = estimate_relative_pose(*_kitti06_orb_matches(14, 15)[:3], conf)
     assert before.translation_valid
-    R10, t10 = invert_pose(R_true, t_true / np.linalg.norm(t_true))
-    good = np.abs(sampson_residuals(x0, x1, skew(t10) @ R10)) < conf.ransac_threshold_px / f
+    E_true = essential_from_pose(R_true, unit(t_true))
+    good = np.abs(sampson_residuals(x0, x1, E_true)) < conf.ransac_threshold_px / f
     R_w, t_w, _ = refine_pose(x0[good], x1[good], so3_exp([0.0, 0.035, 0.0]) @ R_true,
                               unit(np.array([1.0, 0.0, 1.0])), f, iterations=30)
     assert rot_err(R_w, R_true) > 1.0 and angle_between_deg(t_w, t_true) > 20.0
-    R10, t10 = invert_pose(R_w, t_w)
-    E_w = skew(t10) @ R10
+    E_w = essential_from_pose(R_w, t_w)
     inl_w = np.abs(sampson_residuals(x0, x1, E_w)) < conf.ransac_threshold_px / f
     # Nothing marks it as wrong: its inliers are in front, its turn leaves no excess flow.
     _, _, front = recover_pose(E_w, x0, x1, inl_w)
